@@ -1,0 +1,526 @@
+//! Policy: a profile plus the command line's overrides, validated and fully resolved.
+//! Everything a person can get wrong is caught here, with the profile's file, line and
+//! column, before anything is built.
+
+use crate::profile::{self, Profile, ProfileError};
+use crate::seccomp::{self, Action, Rule};
+use crate::units;
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bind {
+    /// Host path.
+    pub src: PathBuf,
+    /// Path inside the jail.
+    pub dst: PathBuf,
+    pub rw: bool,
+    /// Skip silently when `src` does not exist.
+    pub optional: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tmpfs {
+    pub path: PathBuf,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Limits {
+    pub wall_time: Option<Duration>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Where the profile came from (`built-in:default`, a path).
+    pub profile: String,
+    pub hostname: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub cwd: PathBuf,
+    /// The program's whole environment, sorted by name.
+    pub env: Vec<(String, String)>,
+    pub allow_exec: bool,
+    pub library_path: Vec<PathBuf>,
+    pub proc: bool,
+    pub dev: bool,
+    pub binds: Vec<Bind>,
+    pub tmpfs: Vec<Tmpfs>,
+    pub limits: Limits,
+    /// Syscall rules, sorted by name, one per syscall.
+    pub rules: Vec<Rule>,
+}
+
+/// What the command line (or a library caller) adds to or changes in a profile.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub binds: Vec<Bind>,
+    pub cwd: Option<PathBuf>,
+    pub env: Vec<(String, String)>,
+    pub wall_time: Option<Duration>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
+    #[error("{option} {value}: {message}")]
+    Option {
+        option: &'static str,
+        value: String,
+        message: String,
+    },
+}
+
+impl Bind {
+    /// Parses a command-line bind: `PATH` (same path inside) or `SRC:DST`. Relative
+    /// paths are taken from `host_cwd`, so `--bind .` binds the current directory.
+    pub fn parse(spec: &str, rw: bool, host_cwd: &Path) -> Result<Bind, PolicyError> {
+        let option = if rw { "--bind-rw" } else { "--bind" };
+        let bad = |message: &str| PolicyError::Option {
+            option,
+            value: spec.to_string(),
+            message: message.to_string(),
+        };
+        let (src, dst) = match spec.split_once(':') {
+            Some((s, d)) => (s, Some(d)),
+            None => (spec, None),
+        };
+        if src.is_empty() || dst.is_some_and(str::is_empty) {
+            return Err(bad("expected PATH or SRC:DST"));
+        }
+        let src = normalize(&host_cwd.join(src));
+        if !src.exists() {
+            return Err(bad("the source does not exist on this host"));
+        }
+        let dst = match dst {
+            Some(d) if !d.starts_with('/') => {
+                return Err(bad("the destination inside the jail must be an absolute path"))
+            }
+            Some(d) => normalize(Path::new(d)),
+            None => src.clone(),
+        };
+        if dst == Path::new("/") {
+            return Err(bad("cannot bind over the jail's root"));
+        }
+        Ok(Bind {
+            src,
+            dst,
+            rw,
+            optional: false,
+        })
+    }
+}
+
+/// Lexically cleans an absolute path: drops `.`, resolves `..`, no trailing slash.
+pub fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// errno names a profile may use.
+const ERRNOS: &[(&str, i32)] = &[
+    ("EPERM", libc::EPERM),
+    ("ENOENT", libc::ENOENT),
+    ("ESRCH", libc::ESRCH),
+    ("EINTR", libc::EINTR),
+    ("EIO", libc::EIO),
+    ("ENXIO", libc::ENXIO),
+    ("E2BIG", libc::E2BIG),
+    ("ENOEXEC", libc::ENOEXEC),
+    ("EBADF", libc::EBADF),
+    ("ECHILD", libc::ECHILD),
+    ("EAGAIN", libc::EAGAIN),
+    ("ENOMEM", libc::ENOMEM),
+    ("EACCES", libc::EACCES),
+    ("EFAULT", libc::EFAULT),
+    ("EBUSY", libc::EBUSY),
+    ("EEXIST", libc::EEXIST),
+    ("EXDEV", libc::EXDEV),
+    ("ENODEV", libc::ENODEV),
+    ("ENOTDIR", libc::ENOTDIR),
+    ("EISDIR", libc::EISDIR),
+    ("EINVAL", libc::EINVAL),
+    ("ENFILE", libc::ENFILE),
+    ("EMFILE", libc::EMFILE),
+    ("ENOTTY", libc::ENOTTY),
+    ("EFBIG", libc::EFBIG),
+    ("ENOSPC", libc::ENOSPC),
+    ("ESPIPE", libc::ESPIPE),
+    ("EROFS", libc::EROFS),
+    ("ENOSYS", libc::ENOSYS),
+    ("ENOTSUP", libc::ENOTSUP),
+    ("EOPNOTSUPP", libc::EOPNOTSUPP),
+    ("EAFNOSUPPORT", libc::EAFNOSUPPORT),
+    ("EPROTONOSUPPORT", libc::EPROTONOSUPPORT),
+    ("ENETUNREACH", libc::ENETUNREACH),
+    ("ECONNREFUSED", libc::ECONNREFUSED),
+    ("ETIMEDOUT", libc::ETIMEDOUT),
+];
+
+pub fn errno_value(name: &str) -> Option<i32> {
+    ERRNOS.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+}
+
+pub fn errno_name(value: i32) -> Option<&'static str> {
+    ERRNOS.iter().find(|(_, v)| *v == value).map(|(n, _)| *n)
+}
+
+impl Policy {
+    /// Loads a profile by name or path and applies `overrides`.
+    pub fn load(profile: &str, overrides: &Overrides) -> Result<Policy, PolicyError> {
+        Self::resolve(&Profile::load(profile)?, overrides)
+    }
+
+    pub fn resolve(profile: &Profile, overrides: &Overrides) -> Result<Policy, PolicyError> {
+        let src = &profile.source;
+        let p = &profile.process;
+
+        let hostname = match &p.hostname {
+            Some(h) => {
+                let ok = !h.get_ref().is_empty()
+                    && h.get_ref().len() <= 64
+                    && h.get_ref().bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+                if !ok {
+                    return Err(src
+                        .error(h.span(), "process.hostname", "use 1 to 64 letters, digits, `-` or `.`")
+                        .into());
+                }
+                h.get_ref().clone()
+            }
+            None => "sandbox".to_string(),
+        };
+        // Inside ids must not be 0: a program that believes it is root takes paths
+        // (setuid helpers, root-only checks) that a jailed program should never take.
+        let uid = p.uid.unwrap_or(1000);
+        let gid = p.gid.unwrap_or(1000);
+        for (key, id) in [("process.uid", uid), ("process.gid", gid)] {
+            if id == 0 || id >= 1 << 31 {
+                return Err(ProfileError::Invalid {
+                    origin: src.origin.clone(),
+                    line: 1,
+                    column: 1,
+                    key: key.into(),
+                    message: format!("{id} is not allowed: use an id from 1 to 2147483647 (default 1000)"),
+                }
+                .into());
+            }
+        }
+
+        let cwd = match (&overrides.cwd, &p.cwd) {
+            (Some(c), _) => {
+                if !c.is_absolute() {
+                    return Err(PolicyError::Option {
+                        option: "--cwd",
+                        value: c.display().to_string(),
+                        message: "must be an absolute path inside the jail".into(),
+                    });
+                }
+                normalize(c)
+            }
+            (None, Some(c)) => absolute(src, c, "process.cwd")?,
+            (None, None) => PathBuf::from("/"),
+        };
+
+        let mut env: BTreeMap<String, String> = p.env.clone().unwrap_or_else(|| {
+            BTreeMap::from([("PATH".to_string(), "/usr/local/bin:/usr/bin:/bin".to_string())])
+        });
+        for (k, v) in &overrides.env {
+            env.insert(k.clone(), v.clone());
+        }
+        for (k, v) in &env {
+            if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
+                return Err(PolicyError::Option {
+                    option: "env",
+                    value: format!("{k}={v}"),
+                    message: "names must be non-empty without `=`; no NUL bytes anywhere".into(),
+                });
+            }
+        }
+
+        let library_path = p
+            .library_path
+            .iter()
+            .map(|d| absolute(src, d, "process.library_path"))
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let fs = &profile.filesystem;
+        let mut binds = Vec::new();
+        for b in &fs.bind {
+            let s = absolute(src, &b.src, "filesystem.bind.src")?;
+            let d = match &b.dst {
+                Some(d) => absolute(src, d, "filesystem.bind.dst")?,
+                None => s.clone(),
+            };
+            if d == Path::new("/") {
+                return Err(src
+                    .error(b.src.span(), "filesystem.bind", "cannot bind over the jail's root")
+                    .into());
+            }
+            if !b.optional && !s.exists() {
+                return Err(src
+                    .error(
+                        b.src.span(),
+                        "filesystem.bind.src",
+                        format!("{} does not exist on this host; create it or mark the bind `optional = true`", s.display()),
+                    )
+                    .into());
+            }
+            binds.push(Bind {
+                src: s,
+                dst: d,
+                rw: b.rw,
+                optional: b.optional,
+            });
+        }
+        binds.extend(overrides.binds.iter().cloned());
+
+        let mut tmpfs = Vec::new();
+        for t in &fs.tmpfs {
+            let path = absolute(src, &t.path, "filesystem.tmpfs.path")?;
+            let size = units::parse_size(t.size.get_ref())
+                .map_err(|e| src.error(t.size.span(), "filesystem.tmpfs.size", e.to_string()))?;
+            tmpfs.push(Tmpfs { path, size });
+        }
+
+        let wall_time = match (&overrides.wall_time, &profile.limits.wall_time) {
+            (Some(w), _) => Some(*w),
+            (None, Some(w)) => Some(
+                units::parse_duration(w.get_ref())
+                    .map_err(|e| src.error(w.span(), "limits.wall_time", e.to_string()))?,
+            ),
+            (None, None) => None,
+        };
+
+        Ok(Policy {
+            profile: src.origin.clone(),
+            hostname,
+            uid,
+            gid,
+            cwd,
+            env: env.into_iter().collect(),
+            allow_exec: p.allow_exec.unwrap_or(false),
+            library_path,
+            proc: fs.proc.unwrap_or(false),
+            dev: fs.dev.unwrap_or(true),
+            binds,
+            tmpfs,
+            limits: Limits { wall_time },
+            rules: syscall_rules(profile)?,
+        })
+    }
+
+    pub fn env_value(&self, name: &str) -> Option<&str> {
+        self.env.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+fn absolute(
+    src: &profile::Source,
+    value: &toml::Spanned<String>,
+    key: &str,
+) -> Result<PathBuf, PolicyError> {
+    let path = Path::new(value.get_ref());
+    if !path.is_absolute() {
+        return Err(src
+            .error(value.span(), key, format!("`{}` must be an absolute path", value.get_ref()))
+            .into());
+    }
+    Ok(normalize(path))
+}
+
+/// Resolves groups, allows and errno rules into one rule per syscall, refusing what the
+/// core forbids and names that are not syscalls.
+fn syscall_rules(profile: &Profile) -> Result<Vec<Rule>, PolicyError> {
+    let src = &profile.source;
+    let sc = &profile.syscalls;
+    let groups = profile::groups();
+    let mut rules: BTreeMap<String, Rule> = BTreeMap::new();
+
+    let check_allowable = |name: &str, span: std::ops::Range<usize>, key: &str| -> Result<i32, PolicyError> {
+        let nr = seccomp::syscall_nr(name).ok_or_else(|| {
+            src.error(span.clone(), key, format!("`{name}` is not a syscall on x86_64"))
+        })?;
+        if seccomp::CORE_DENIED.contains(&name) {
+            return Err(src
+                .error(
+                    span,
+                    key,
+                    format!(
+                        "`{name}` is in moat's always-denied core and cannot be allowed; \
+                         you may make it fail with an errno under [syscalls.errno]"
+                    ),
+                )
+                .into());
+        }
+        if name == "execve" || name == "execveat" {
+            return Err(src
+                .error(
+                    span,
+                    key,
+                    format!("`{name}` is not listed as a syscall: set `allow_exec = true` under [process] to let the program start others"),
+                )
+                .into());
+        }
+        Ok(nr)
+    };
+
+    for g in &sc.groups {
+        let group = groups.get(g.get_ref()).ok_or_else(|| {
+            src.error(
+                g.span(),
+                "syscalls.groups",
+                format!(
+                    "unknown group `{}`; known groups: {}",
+                    g.get_ref(),
+                    groups.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            )
+        })?;
+        for name in &group.syscalls {
+            let nr = check_allowable(name, g.span(), "syscalls.groups")?;
+            rules.entry(name.clone()).or_insert(Rule {
+                name: name.clone(),
+                nr,
+                action: Action::Allow,
+                origin: format!("group {}", g.get_ref()),
+            });
+        }
+    }
+    for a in &sc.allow {
+        let nr = check_allowable(a.get_ref(), a.span(), "syscalls.allow")?;
+        rules.insert(
+            a.get_ref().clone(),
+            Rule {
+                name: a.get_ref().clone(),
+                nr,
+                action: Action::Allow,
+                origin: "allow".into(),
+            },
+        );
+    }
+    for (name, errno) in &sc.errno {
+        let key = format!("syscalls.errno.{}", name.get_ref());
+        let nr = seccomp::syscall_nr(name.get_ref()).ok_or_else(|| {
+            src.error(name.span(), &key, format!("`{}` is not a syscall on x86_64", name.get_ref()))
+        })?;
+        if sc.allow.iter().any(|a| a.get_ref() == name.get_ref()) {
+            return Err(src
+                .error(name.span(), &key, "listed both under allow and errno; keep one")
+                .into());
+        }
+        let value = errno_value(errno.get_ref()).ok_or_else(|| {
+            src.error(
+                errno.span(),
+                &key,
+                format!(
+                    "unknown errno `{}`; use one of {}",
+                    errno.get_ref(),
+                    ERRNOS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                ),
+            )
+        })?;
+        // A more specific errno rule overrides a group's allow.
+        rules.insert(
+            name.get_ref().clone(),
+            Rule {
+                name: name.get_ref().clone(),
+                nr,
+                action: Action::Errno(value),
+                origin: "errno".into(),
+            },
+        );
+    }
+    Ok(rules.into_values().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Policy, PolicyError> {
+        Policy::resolve(&Profile::parse(text, "t.toml").unwrap(), &Overrides::default())
+    }
+
+    #[test]
+    fn default_profile_resolves() {
+        let p = Policy::load("default", &Overrides::default()).unwrap();
+        assert_eq!(p.hostname, "sandbox");
+        assert_eq!((p.uid, p.gid), (1000, 1000));
+        assert_eq!(p.env, vec![("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into())]);
+        assert!(p.rules.iter().any(|r| r.name == "read" && r.action == Action::Allow));
+        assert!(!p.rules.iter().any(|r| r.name == "socket"));
+        assert!(!p.allow_exec);
+    }
+
+    #[test]
+    fn core_syscall_cannot_be_allowed() {
+        let err = parse("[syscalls]\nallow = [\"read\", \"ptrace\"]\n").unwrap_err().to_string();
+        assert!(err.starts_with("t.toml:2:18: syscalls.allow: `ptrace` is in moat's always-denied core"), "{err}");
+        // but it may be given an errno
+        let p = parse("[syscalls.errno]\nptrace = \"EPERM\"\n").unwrap();
+        assert_eq!(p.rules[0].action, Action::Errno(libc::EPERM));
+    }
+
+    #[test]
+    fn unknown_names_are_errors() {
+        let err = parse("[syscalls]\nallow = [\"reed\"]\n").unwrap_err().to_string();
+        assert!(err.contains("`reed` is not a syscall"), "{err}");
+        let err = parse("[syscalls]\ngroups = [\"nope\"]\n").unwrap_err().to_string();
+        assert!(err.contains("unknown group `nope`"), "{err}");
+        let err = parse("[syscalls.errno]\nsocket = \"EWHAT\"\n").unwrap_err().to_string();
+        assert!(err.contains("unknown errno `EWHAT`"), "{err}");
+        let err = parse("[syscalls]\nallow = [\"execve\"]\n").unwrap_err().to_string();
+        assert!(err.contains("allow_exec"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_located() {
+        let err = parse("[limits]\nwall_time = \"5\"\n").unwrap_err().to_string();
+        assert!(err.starts_with("t.toml:2:13: limits.wall_time:"), "{err}");
+        let err = parse("[process]\nuid = 0\n").unwrap_err().to_string();
+        assert!(err.contains("process.uid"), "{err}");
+        let err = parse("[process]\ncwd = \"rel\"\n").unwrap_err().to_string();
+        assert!(err.contains("process.cwd"), "{err}");
+        let err = parse("[[filesystem.bind]]\nsrc = \"/no/such/dir\"\n").unwrap_err().to_string();
+        assert!(err.contains("does not exist"), "{err}");
+        assert!(parse("[[filesystem.bind]]\nsrc = \"/no/such/dir\"\noptional = true\n").is_ok());
+    }
+
+    #[test]
+    fn overrides_apply() {
+        let cwd = std::env::current_dir().unwrap();
+        let o = Overrides {
+            binds: vec![Bind::parse(".", false, &cwd).unwrap()],
+            cwd: Some(cwd.clone()),
+            env: vec![("LANG".into(), "C".into())],
+            wall_time: Some(Duration::from_secs(2)),
+        };
+        let p = Policy::load("default", &o).unwrap();
+        assert_eq!(p.cwd, cwd);
+        assert_eq!(p.binds.last().unwrap().dst, cwd);
+        assert_eq!(p.env_value("LANG"), Some("C"));
+        assert_eq!(p.limits.wall_time, Some(Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn bind_specs() {
+        let cwd = Path::new("/");
+        let b = Bind::parse("/usr:/opt/u", true, cwd).unwrap();
+        assert_eq!((b.src.as_path(), b.dst.as_path(), b.rw), (Path::new("/usr"), Path::new("/opt/u"), true));
+        assert!(Bind::parse("/usr:rel", false, cwd).is_err());
+        assert!(Bind::parse("/no/such", false, cwd).is_err());
+        assert!(Bind::parse("/usr:/", false, cwd).is_err());
+        assert_eq!(normalize(Path::new("/a/./b/../c/")), PathBuf::from("/a/c"));
+    }
+}

@@ -1,0 +1,304 @@
+//! Profiles: TOML files a person reads and writes. This module only parses and finds
+//! them; `policy` validates and resolves what they say.
+//!
+//! Unknown keys are errors (a typo must not silently weaken a jail), and every error
+//! names the file, line and column.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// The profiles shipped in `profiles/`, built into the binary so an installed `moat`
+/// needs no data files.
+pub const BUILTIN: &[(&str, &str)] = &[("default", include_str!("../profiles/default.toml"))];
+
+/// Named syscall groups, shared by all profiles.
+pub const GROUPS: &str = include_str!("../profiles/groups.toml");
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    pub description: Option<String>,
+    #[serde(default)]
+    pub process: Process,
+    #[serde(default)]
+    pub filesystem: Filesystem,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub syscalls: Syscalls,
+    /// Where the text came from; set by the loader, not by the file.
+    #[serde(skip)]
+    pub source: Source,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Process {
+    pub hostname: Option<Spanned<String>>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub cwd: Option<Spanned<String>>,
+    /// The whole environment of the program (nothing is inherited from the caller).
+    pub env: Option<BTreeMap<String, String>>,
+    /// Allow execve after the program has started (shells, compilers).
+    pub allow_exec: Option<bool>,
+    /// Directories searched for shared libraries before ld.so.cache, like LD_LIBRARY_PATH.
+    #[serde(default)]
+    pub library_path: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Filesystem {
+    /// Mount a fresh /proc for the jail's PID namespace.
+    pub proc: Option<bool>,
+    /// Mount a minimal /dev (null, zero, full, random, urandom).
+    pub dev: Option<bool>,
+    #[serde(default)]
+    pub bind: Vec<Bind>,
+    #[serde(default)]
+    pub tmpfs: Vec<Tmpfs>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bind {
+    pub src: Spanned<String>,
+    pub dst: Option<Spanned<String>>,
+    #[serde(default)]
+    pub rw: bool,
+    /// Skip the mount silently when the source does not exist on this host.
+    #[serde(default)]
+    pub optional: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tmpfs {
+    pub path: Spanned<String>,
+    pub size: Spanned<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    pub wall_time: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Syscalls {
+    #[serde(default)]
+    pub groups: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub allow: Vec<Spanned<String>>,
+    /// syscall name -> errno name: the call fails with that errno and the program goes on.
+    #[serde(default)]
+    pub errno: BTreeMap<Spanned<String>, Spanned<String>>,
+}
+
+/// A named group of syscalls (`profiles/groups.toml`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Group {
+    pub description: String,
+    pub syscalls: Vec<String>,
+}
+
+/// The text of a profile and where it came from, kept to locate errors.
+#[derive(Debug, Clone, Default)]
+pub struct Source {
+    pub origin: String,
+    pub text: String,
+}
+
+impl Source {
+    /// Line and column (1-based) of a byte offset.
+    pub fn locate(&self, offset: usize) -> (usize, usize) {
+        let before = &self.text[..offset.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let col = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1) + 1;
+        (line, col)
+    }
+
+    pub fn error(&self, span: Range<usize>, key: &str, message: impl Into<String>) -> ProfileError {
+        let (line, column) = self.locate(span.start);
+        ProfileError::Invalid {
+            origin: self.origin.clone(),
+            line,
+            column,
+            key: key.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    #[error("{origin}:{line}:{column}: {message}")]
+    Syntax {
+        origin: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{origin}:{line}:{column}: {key}: {message}")]
+    Invalid {
+        origin: String,
+        line: usize,
+        column: usize,
+        key: String,
+        message: String,
+    },
+    #[error("no profile named `{name}`: looked in {searched}; built-in profiles: {builtin}")]
+    NotFound {
+        name: String,
+        searched: String,
+        builtin: String,
+    },
+    #[error("cannot read profile {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Profile {
+    /// Parses profile text; `origin` names it in errors (a path, or `built-in:NAME`).
+    pub fn parse(text: &str, origin: &str) -> Result<Profile, ProfileError> {
+        let source = Source {
+            origin: origin.to_string(),
+            text: text.to_string(),
+        };
+        let mut profile: Profile = toml::from_str(text).map_err(|e| {
+            let (line, column) = e.span().map_or((1, 1), |s| source.locate(s.start));
+            ProfileError::Syntax {
+                origin: origin.to_string(),
+                line,
+                column,
+                message: e.message().trim_end().to_string(),
+            }
+        })?;
+        profile.source = source;
+        Ok(profile)
+    }
+
+    /// Loads a profile by name or path. A value containing `/` or ending in `.toml` is a
+    /// path, read as it is. A name is looked up in the user's and the system's profile
+    /// directories, then among the built-in profiles.
+    pub fn load(name_or_path: &str) -> Result<Profile, ProfileError> {
+        if name_or_path.contains('/') || name_or_path.ends_with(".toml") {
+            return Self::load_path(Path::new(name_or_path));
+        }
+        let dirs = search_dirs();
+        for dir in &dirs {
+            let candidate = dir.join(format!("{name_or_path}.toml"));
+            if candidate.is_file() {
+                return Self::load_path(&candidate);
+            }
+        }
+        if let Some((_, text)) = BUILTIN.iter().find(|(n, _)| *n == name_or_path) {
+            return Self::parse(text, &format!("built-in:{name_or_path}"));
+        }
+        Err(ProfileError::NotFound {
+            name: name_or_path.to_string(),
+            searched: dirs
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            builtin: BUILTIN.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "),
+        })
+    }
+
+    fn load_path(path: &Path) -> Result<Profile, ProfileError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ProfileError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+}
+
+/// Where named profiles are looked up, in order: `$XDG_CONFIG_HOME/moat/profiles` (or
+/// `~/.config/moat/profiles`), then `/etc/moat/profiles`.
+pub fn search_dirs() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    match std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
+        Some(xdg) => dirs.push(PathBuf::from(xdg).join("moat/profiles")),
+        None => {
+            if let Some(home) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+                dirs.push(PathBuf::from(home).join(".config/moat/profiles"));
+            }
+        }
+    }
+    dirs.push(PathBuf::from("/etc/moat/profiles"));
+    dirs
+}
+
+/// The shipped syscall groups, by name.
+pub fn groups() -> BTreeMap<String, Group> {
+    // The file is part of the binary and covered by a test; a parse failure here is a
+    // build defect, not bad input.
+    toml::from_str(GROUPS).expect("profiles/groups.toml is valid")
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.origin)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_profiles_and_groups_parse() {
+        for (name, text) in BUILTIN {
+            Profile::parse(text, name).unwrap();
+        }
+        let groups = groups();
+        assert!(groups.contains_key("exit"));
+    }
+
+    #[test]
+    fn unknown_key_is_located() {
+        let text = "[process]\nhostname = \"x\"\nhostnmae = \"y\"\n";
+        let err = Profile::parse(text, "p.toml").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with("p.toml:3:1:"), "{msg}");
+        assert!(msg.contains("hostnmae"), "{msg}");
+    }
+
+    #[test]
+    fn syntax_error_is_located() {
+        let err = Profile::parse("[limits]\nwall_time = 5s\n", "q.toml").unwrap_err();
+        assert!(err.to_string().starts_with("q.toml:2:"), "{err}");
+    }
+
+    #[test]
+    fn locate_columns() {
+        let s = Source {
+            origin: "x".into(),
+            text: "ab\ncde\n".into(),
+        };
+        assert_eq!(s.locate(0), (1, 1));
+        assert_eq!(s.locate(4), (2, 2));
+    }
+
+    #[test]
+    fn missing_profile_names_the_search() {
+        let err = Profile::load("no-such-profile-xyz").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("/etc/moat/profiles"), "{msg}");
+        assert!(msg.contains("default"), "{msg}");
+        let err = Profile::load("/nonexistent/p.toml").unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/p.toml"));
+    }
+}
