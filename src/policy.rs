@@ -96,7 +96,9 @@ impl Bind {
         }
         let dst = match dst {
             Some(d) if !d.starts_with('/') => {
-                return Err(bad("the destination inside the jail must be an absolute path"))
+                return Err(bad(
+                    "the destination inside the jail must be an absolute path",
+                ))
             }
             Some(d) => normalize(Path::new(d)),
             None => src.clone(),
@@ -190,10 +192,16 @@ impl Policy {
             Some(h) => {
                 let ok = !h.get_ref().is_empty()
                     && h.get_ref().len() <= 64
-                    && h.get_ref().bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+                    && h.get_ref()
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
                 if !ok {
                     return Err(src
-                        .error(h.span(), "process.hostname", "use 1 to 64 letters, digits, `-` or `.`")
+                        .error(
+                            h.span(),
+                            "process.hostname",
+                            "use 1 to 64 letters, digits, `-` or `.`",
+                        )
                         .into());
                 }
                 h.get_ref().clone()
@@ -211,7 +219,9 @@ impl Policy {
                     line: 1,
                     column: 1,
                     key: key.into(),
-                    message: format!("{id} is not allowed: use an id from 1 to 2147483647 (default 1000)"),
+                    message: format!(
+                        "{id} is not allowed: use an id from 1 to 2147483647 (default 1000)"
+                    ),
                 }
                 .into());
             }
@@ -233,7 +243,10 @@ impl Policy {
         };
 
         let mut env: BTreeMap<String, String> = p.env.clone().unwrap_or_else(|| {
-            BTreeMap::from([("PATH".to_string(), "/usr/local/bin:/usr/bin:/bin".to_string())])
+            BTreeMap::from([(
+                "PATH".to_string(),
+                "/usr/local/bin:/usr/bin:/bin".to_string(),
+            )])
         });
         for (k, v) in &overrides.env {
             env.insert(k.clone(), v.clone());
@@ -264,7 +277,11 @@ impl Policy {
             };
             if d == Path::new("/") {
                 return Err(src
-                    .error(b.src.span(), "filesystem.bind", "cannot bind over the jail's root")
+                    .error(
+                        b.src.span(),
+                        "filesystem.bind",
+                        "cannot bind over the jail's root",
+                    )
                     .into());
             }
             if !b.optional && !s.exists() {
@@ -321,7 +338,10 @@ impl Policy {
     }
 
     pub fn env_value(&self, name: &str) -> Option<&str> {
-        self.env.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.env
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -333,7 +353,11 @@ fn absolute(
     let path = Path::new(value.get_ref());
     if !path.is_absolute() {
         return Err(src
-            .error(value.span(), key, format!("`{}` must be an absolute path", value.get_ref()))
+            .error(
+                value.span(),
+                key,
+                format!("`{}` must be an absolute path", value.get_ref()),
+            )
             .into());
     }
     Ok(normalize(path))
@@ -347,9 +371,16 @@ fn syscall_rules(profile: &Profile) -> Result<Vec<Rule>, PolicyError> {
     let groups = profile::groups();
     let mut rules: BTreeMap<String, Rule> = BTreeMap::new();
 
-    let check_allowable = |name: &str, span: std::ops::Range<usize>, key: &str| -> Result<i32, PolicyError> {
+    let check_allowable = |name: &str,
+                           span: std::ops::Range<usize>,
+                           key: &str|
+     -> Result<i32, PolicyError> {
         let nr = seccomp::syscall_nr(name).ok_or_else(|| {
-            src.error(span.clone(), key, format!("`{name}` is not a syscall on x86_64"))
+            src.error(
+                span.clone(),
+                key,
+                format!("`{name}` is not a syscall on x86_64"),
+            )
         })?;
         if seccomp::CORE_DENIED.contains(&name) {
             return Err(src
@@ -412,11 +443,19 @@ fn syscall_rules(profile: &Profile) -> Result<Vec<Rule>, PolicyError> {
     for (name, errno) in &sc.errno {
         let key = format!("syscalls.errno.{}", name.get_ref());
         let nr = seccomp::syscall_nr(name.get_ref()).ok_or_else(|| {
-            src.error(name.span(), &key, format!("`{}` is not a syscall on x86_64", name.get_ref()))
+            src.error(
+                name.span(),
+                &key,
+                format!("`{}` is not a syscall on x86_64", name.get_ref()),
+            )
         })?;
         if sc.allow.iter().any(|a| a.get_ref() == name.get_ref()) {
             return Err(src
-                .error(name.span(), &key, "listed both under allow and errno; keep one")
+                .error(
+                    name.span(),
+                    &key,
+                    "listed both under allow and errno; keep one",
+                )
                 .into());
         }
         let value = errno_value(errno.get_ref()).ok_or_else(|| {
@@ -426,7 +465,11 @@ fn syscall_rules(profile: &Profile) -> Result<Vec<Rule>, PolicyError> {
                 format!(
                     "unknown errno `{}`; use one of {}",
                     errno.get_ref(),
-                    ERRNOS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                    ERRNOS
+                        .iter()
+                        .map(|(n, _)| *n)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             )
         })?;
@@ -449,7 +492,10 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Policy, PolicyError> {
-        Policy::resolve(&Profile::parse(text, "t.toml").unwrap(), &Overrides::default())
+        Policy::resolve(
+            &Profile::parse(text, "t.toml").unwrap(),
+            &Overrides::default(),
+        )
     }
 
     #[test]
@@ -457,16 +503,29 @@ mod tests {
         let p = Policy::load("default", &Overrides::default()).unwrap();
         assert_eq!(p.hostname, "sandbox");
         assert_eq!((p.uid, p.gid), (1000, 1000));
-        assert_eq!(p.env, vec![("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into())]);
-        assert!(p.rules.iter().any(|r| r.name == "read" && r.action == Action::Allow));
+        assert_eq!(
+            p.env,
+            vec![("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into())]
+        );
+        assert!(p
+            .rules
+            .iter()
+            .any(|r| r.name == "read" && r.action == Action::Allow));
         assert!(!p.rules.iter().any(|r| r.name == "socket"));
         assert!(!p.allow_exec);
     }
 
     #[test]
     fn core_syscall_cannot_be_allowed() {
-        let err = parse("[syscalls]\nallow = [\"read\", \"ptrace\"]\n").unwrap_err().to_string();
-        assert!(err.starts_with("t.toml:2:18: syscalls.allow: `ptrace` is in moat's always-denied core"), "{err}");
+        let err = parse("[syscalls]\nallow = [\"read\", \"ptrace\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(
+                "t.toml:2:18: syscalls.allow: `ptrace` is in moat's always-denied core"
+            ),
+            "{err}"
+        );
         // but it may be given an errno
         let p = parse("[syscalls.errno]\nptrace = \"EPERM\"\n").unwrap();
         assert_eq!(p.rules[0].action, Action::Errno(libc::EPERM));
@@ -474,25 +533,37 @@ mod tests {
 
     #[test]
     fn unknown_names_are_errors() {
-        let err = parse("[syscalls]\nallow = [\"reed\"]\n").unwrap_err().to_string();
+        let err = parse("[syscalls]\nallow = [\"reed\"]\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("`reed` is not a syscall"), "{err}");
-        let err = parse("[syscalls]\ngroups = [\"nope\"]\n").unwrap_err().to_string();
+        let err = parse("[syscalls]\ngroups = [\"nope\"]\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown group `nope`"), "{err}");
-        let err = parse("[syscalls.errno]\nsocket = \"EWHAT\"\n").unwrap_err().to_string();
+        let err = parse("[syscalls.errno]\nsocket = \"EWHAT\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown errno `EWHAT`"), "{err}");
-        let err = parse("[syscalls]\nallow = [\"execve\"]\n").unwrap_err().to_string();
+        let err = parse("[syscalls]\nallow = [\"execve\"]\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("allow_exec"), "{err}");
     }
 
     #[test]
     fn bad_values_are_located() {
-        let err = parse("[limits]\nwall_time = \"5\"\n").unwrap_err().to_string();
+        let err = parse("[limits]\nwall_time = \"5\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("t.toml:2:13: limits.wall_time:"), "{err}");
         let err = parse("[process]\nuid = 0\n").unwrap_err().to_string();
         assert!(err.contains("process.uid"), "{err}");
         let err = parse("[process]\ncwd = \"rel\"\n").unwrap_err().to_string();
         assert!(err.contains("process.cwd"), "{err}");
-        let err = parse("[[filesystem.bind]]\nsrc = \"/no/such/dir\"\n").unwrap_err().to_string();
+        let err = parse("[[filesystem.bind]]\nsrc = \"/no/such/dir\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("does not exist"), "{err}");
         assert!(parse("[[filesystem.bind]]\nsrc = \"/no/such/dir\"\noptional = true\n").is_ok());
     }
@@ -517,7 +588,10 @@ mod tests {
     fn bind_specs() {
         let cwd = Path::new("/");
         let b = Bind::parse("/usr:/opt/u", true, cwd).unwrap();
-        assert_eq!((b.src.as_path(), b.dst.as_path(), b.rw), (Path::new("/usr"), Path::new("/opt/u"), true));
+        assert_eq!(
+            (b.src.as_path(), b.dst.as_path(), b.rw),
+            (Path::new("/usr"), Path::new("/opt/u"), true)
+        );
         assert!(Bind::parse("/usr:rel", false, cwd).is_err());
         assert!(Bind::parse("/no/such", false, cwd).is_err());
         assert!(Bind::parse("/usr:/", false, cwd).is_err());

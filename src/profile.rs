@@ -121,7 +121,10 @@ impl Source {
     pub fn locate(&self, offset: usize) -> (usize, usize) {
         let before = &self.text[..offset.min(self.text.len())];
         let line = before.matches('\n').count() + 1;
-        let col = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1) + 1;
+        let col = before
+            .rfind('\n')
+            .map_or(before.len(), |nl| before.len() - nl - 1)
+            + 1;
         (line, col)
     }
 
@@ -212,7 +215,11 @@ impl Profile {
                 .map(|d| d.display().to_string())
                 .collect::<Vec<_>>()
                 .join(", "),
-            builtin: BUILTIN.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "),
+            builtin: BUILTIN
+                .iter()
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>()
+                .join(", "),
         })
     }
 

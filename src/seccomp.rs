@@ -129,7 +129,9 @@ pub fn arch_name(arch: u32, nr: u64) -> &'static str {
     }
 }
 
-fn build_err(what: impl Into<String>) -> impl FnOnce(libseccomp::error::SeccompError) -> SeccompError {
+fn build_err(
+    what: impl Into<String>,
+) -> impl FnOnce(libseccomp::error::SeccompError) -> SeccompError {
     let what = what.into();
     move |source| SeccompError::Build { what, source }
 }
@@ -230,7 +232,11 @@ fn core_prefix() -> Vec<libc::sock_filter> {
             ArgTest::AnyBit(mask) => b.push(ins(JSET, mask, To::Deny, To::End)),
             ArgTest::OneOf(values) => {
                 for (i, v) in values.iter().enumerate() {
-                    let miss = if i + 1 == values.len() { To::End } else { To::Next };
+                    let miss = if i + 1 == values.len() {
+                        To::End
+                    } else {
+                        To::Next
+                    };
                     b.push(ins(JEQ, *v, To::Deny, miss));
                 }
             }
@@ -269,7 +275,13 @@ fn core_prefix() -> Vec<libc::sock_filter> {
         }
     }
     emit(at, JA, 1, 0, 0);
-    emit(deny_at, RET, libc::SECCOMP_RET_TRACE | u32::from(TRACE_DENIED), 0, 0);
+    emit(
+        deny_at,
+        RET,
+        libc::SECCOMP_RET_TRACE | u32::from(TRACE_DENIED),
+        0,
+        0,
+    );
     out
 }
 
@@ -312,7 +324,8 @@ pub fn compile(rules: &[Rule], allow_exec: bool) -> Result<Vec<libc::sock_filter
     if allow_exec {
         for name in ["execve", "execveat"] {
             let nr = syscall_nr(name).expect("exec exists on x86_64");
-            ctx.add_rule(ScmpAction::Allow, nr).map_err(build_err(name))?;
+            ctx.add_rule(ScmpAction::Allow, nr)
+                .map_err(build_err(name))?;
         }
     }
     let mut program = core_prefix();
@@ -386,8 +399,14 @@ mod tests {
 
     #[test]
     fn core_names_exist() {
-        for name in CORE_DENIED.iter().chain(CORE_CONDITIONAL.iter().map(|(n, _)| n)) {
-            assert!(syscall_nr(name).is_some(), "{name} is not an x86_64 syscall");
+        for name in CORE_DENIED
+            .iter()
+            .chain(CORE_CONDITIONAL.iter().map(|(n, _)| n))
+        {
+            assert!(
+                syscall_nr(name).is_some(),
+                "{name} is not an x86_64 syscall"
+            );
         }
     }
 
@@ -402,9 +421,15 @@ mod tests {
         let prog = compile(&rules, false).unwrap();
         assert!(prog.len() > 10);
         // The program starts by loading the arch word.
-        assert_eq!(prog[0].code, (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16);
+        assert_eq!(
+            prog[0].code,
+            (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16
+        );
         assert_eq!(prog[0].k, 4);
-        assert_eq!(interpret(&prog, AUDIT_ARCH_X86_64, "read", [0; 6]), libc::SECCOMP_RET_ALLOW);
+        assert_eq!(
+            interpret(&prog, AUDIT_ARCH_X86_64, "read", [0; 6]),
+            libc::SECCOMP_RET_ALLOW
+        );
     }
 
     /// A small classic-BPF interpreter, enough to run the filter on seccomp_data.
@@ -461,7 +486,10 @@ mod tests {
     }
 
     fn action(ret: u32) -> (u32, u32) {
-        (ret & libc::SECCOMP_RET_ACTION_FULL, ret & libc::SECCOMP_RET_DATA)
+        (
+            ret & libc::SECCOMP_RET_ACTION_FULL,
+            ret & libc::SECCOMP_RET_DATA,
+        )
     }
 
     #[test]
@@ -478,24 +506,79 @@ mod tests {
         let denied = (libc::SECCOMP_RET_TRACE, u32::from(TRACE_DENIED));
         let allow = (libc::SECCOMP_RET_ALLOW, 0);
         let tcgets = libc::TCGETS;
-        assert_eq!(action(interpret(&prog, x86, "ioctl", [1, tcgets, 0, 0, 0, 0])), allow);
-        assert_eq!(action(interpret(&prog, x86, "ioctl", [1, libc::TIOCSTI, 0, 0, 0, 0])), denied);
         assert_eq!(
-            action(interpret(&prog, x86, "ioctl", [1, (1 << 32) | libc::TIOCSTI, 0, 0, 0, 0])),
+            action(interpret(&prog, x86, "ioctl", [1, tcgets, 0, 0, 0, 0])),
+            allow
+        );
+        assert_eq!(
+            action(interpret(
+                &prog,
+                x86,
+                "ioctl",
+                [1, libc::TIOCSTI, 0, 0, 0, 0]
+            )),
             denied
         );
-        assert_eq!(action(interpret(&prog, x86, "ioctl", [1, libc::TIOCLINUX, 0, 0, 0, 0])), denied);
+        assert_eq!(
+            action(interpret(
+                &prog,
+                x86,
+                "ioctl",
+                [1, (1 << 32) | libc::TIOCSTI, 0, 0, 0, 0]
+            )),
+            denied
+        );
+        assert_eq!(
+            action(interpret(
+                &prog,
+                x86,
+                "ioctl",
+                [1, libc::TIOCLINUX, 0, 0, 0, 0]
+            )),
+            denied
+        );
         let thread = (libc::CLONE_VM | libc::CLONE_THREAD | libc::CLONE_SIGHAND) as u64;
-        assert_eq!(action(interpret(&prog, x86, "clone", [thread, 0, 0, 0, 0, 0])), allow);
+        assert_eq!(
+            action(interpret(&prog, x86, "clone", [thread, 0, 0, 0, 0, 0])),
+            allow
+        );
         let newns = (libc::CLONE_NEWUSER | libc::SIGCHLD) as u64;
-        assert_eq!(action(interpret(&prog, x86, "clone", [newns, 0, 0, 0, 0, 0])), denied);
+        assert_eq!(
+            action(interpret(&prog, x86, "clone", [newns, 0, 0, 0, 0, 0])),
+            denied
+        );
         let untraced = (libc::CLONE_UNTRACED | libc::SIGCHLD) as u64;
-        assert_eq!(action(interpret(&prog, x86, "clone", [untraced, 0, 0, 0, 0, 0])), denied);
-        assert_eq!(action(interpret(&prog, x86, "personality", [0xffff_ffff, 0, 0, 0, 0, 0])), allow);
-        assert_eq!(action(interpret(&prog, x86, "personality", [0x0040_0000, 0, 0, 0, 0, 0])), denied);
+        assert_eq!(
+            action(interpret(&prog, x86, "clone", [untraced, 0, 0, 0, 0, 0])),
+            denied
+        );
+        assert_eq!(
+            action(interpret(
+                &prog,
+                x86,
+                "personality",
+                [0xffff_ffff, 0, 0, 0, 0, 0]
+            )),
+            allow
+        );
+        assert_eq!(
+            action(interpret(
+                &prog,
+                x86,
+                "personality",
+                [0x0040_0000, 0, 0, 0, 0, 0]
+            )),
+            denied
+        );
         let listener = libc::SECCOMP_FILTER_FLAG_NEW_LISTENER as u64;
-        assert_eq!(action(interpret(&prog, x86, "seccomp", [1, listener, 0, 0, 0, 0])), denied);
-        assert_eq!(action(interpret(&prog, x86, "seccomp", [1, 0, 0, 0, 0, 0])), allow);
+        assert_eq!(
+            action(interpret(&prog, x86, "seccomp", [1, listener, 0, 0, 0, 0])),
+            denied
+        );
+        assert_eq!(
+            action(interpret(&prog, x86, "seccomp", [1, 0, 0, 0, 0, 0])),
+            allow
+        );
         assert_eq!(
             action(interpret(&prog, x86, "socket", [2, 1, 0, 0, 0, 0])),
             (libc::SECCOMP_RET_ERRNO, libc::EACCES as u32)
@@ -516,6 +599,9 @@ mod tests {
     #[test]
     fn exec_allowed_only_on_request() {
         let prog = compile(&[], true).unwrap();
-        assert_eq!(action(interpret(&prog, AUDIT_ARCH_X86_64, "execve", [0; 6])).0, libc::SECCOMP_RET_ALLOW);
+        assert_eq!(
+            action(interpret(&prog, AUDIT_ARCH_X86_64, "execve", [0; 6])).0,
+            libc::SECCOMP_RET_ALLOW
+        );
     }
 }

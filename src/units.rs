@@ -57,8 +57,8 @@ pub fn parse_size(input: &str) -> Result<u64, UnitError> {
         what: "size",
         reason: reason.to_string(),
     };
-    let (value, unit) =
-        split_number(input).ok_or_else(|| err("expected a number followed by a unit, e.g. `64MiB`"))?;
+    let (value, unit) = split_number(input)
+        .ok_or_else(|| err("expected a number followed by a unit, e.g. `64MiB`"))?;
     let scale: f64 = match unit {
         "B" => 1.0,
         "K" | "KiB" | "k" => 1024.0,
@@ -120,10 +120,16 @@ mod tests {
     #[test]
     fn durations() {
         assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
-        assert_eq!(parse_duration("1500ms").unwrap(), Duration::from_millis(1500));
+        assert_eq!(
+            parse_duration("1500ms").unwrap(),
+            Duration::from_millis(1500)
+        );
         assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert!(parse_duration("5").unwrap_err().reason.contains("unit is required"));
+        assert!(parse_duration("5")
+            .unwrap_err()
+            .reason
+            .contains("unit is required"));
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("-1s").is_err());

@@ -1,0 +1,293 @@
+//! Plan: everything the child will need, computed in the parent from a Policy and the
+//! command: the program's path, its libraries (from its ELF), the file tree, the id
+//! maps, the compiled BPF filter, argv and envp. Building a plan changes nothing on the
+//! host, so `moat plan` can print it and tests can check it without privileges.
+
+use crate::elf::{self, ElfError};
+use crate::ldcache::LdCache;
+use crate::policy::{normalize, Policy};
+use crate::rootfs::{self, RootfsError, Tree};
+use crate::seccomp::{self, SeccompError};
+use crate::units::Dur;
+use crate::user::IdMaps;
+use std::ffi::{CString, OsStr, OsString};
+use std::fmt;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// The namespaces every jail gets. A cgroup namespace is added where the kernel has it.
+pub const NAMESPACES: &[(&str, libc::c_int)] = &[
+    ("user", libc::CLONE_NEWUSER),
+    ("pid", libc::CLONE_NEWPID),
+    ("mount", libc::CLONE_NEWNS),
+    ("ipc", libc::CLONE_NEWIPC),
+    ("uts", libc::CLONE_NEWUTS),
+    ("net", libc::CLONE_NEWNET),
+    ("cgroup", libc::CLONE_NEWCGROUP),
+];
+
+#[derive(Debug)]
+pub struct Plan {
+    pub policy: Policy,
+    /// The program's path on the host, which is also its path inside the jail.
+    pub program: PathBuf,
+    pub argv: Vec<CString>,
+    pub envp: Vec<CString>,
+    pub dependencies: elf::Dependencies,
+    pub tree: Tree,
+    pub ids: IdMaps,
+    pub filter: Vec<libc::sock_filter>,
+    /// (resource, soft, hard) set in the sandboxee before exec.
+    pub rlimits: Vec<(libc::__rlimit_resource_t, u64, u64)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("program `{name}` not found (searched {searched})")]
+    ProgramNotFound { name: String, searched: String },
+    #[error("program {path} is not executable: {why}")]
+    NotExecutable { path: PathBuf, why: String },
+    #[error("no program given: put it after `--`, e.g. `moat run -- /bin/echo hello`")]
+    NoProgram,
+    #[error("argument or environment entry {0:?} contains a NUL byte")]
+    Nul(String),
+    #[error(transparent)]
+    Elf(#[from] ElfError),
+    #[error("cannot read /etc/ld.so.cache: {0}")]
+    LdCache(#[from] crate::ldcache::LdCacheError),
+    #[error(transparent)]
+    Rootfs(#[from] RootfsError),
+    #[error(transparent)]
+    Seccomp(#[from] SeccompError),
+}
+
+impl PlanError {
+    /// The `moat run` exit status for a plan that cannot be carried out.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            PlanError::ProgramNotFound { .. } => 127,
+            PlanError::NotExecutable { .. } => 126,
+            _ => 125,
+        }
+    }
+}
+
+fn cstring(bytes: &[u8]) -> Result<CString, PlanError> {
+    CString::new(bytes).map_err(|_| PlanError::Nul(String::from_utf8_lossy(bytes).into_owned()))
+}
+
+impl Plan {
+    /// Builds the plan for running `command` (program and arguments) under `policy`.
+    pub fn build(policy: Policy, command: &[OsString]) -> Result<Plan, PlanError> {
+        let cache = LdCache::load()?;
+        Self::build_with(policy, command, &cache)
+    }
+
+    /// As `build`, with an ld.so.cache already loaded (a caller running many plans
+    /// reads it once).
+    pub fn build_with(
+        policy: Policy,
+        command: &[OsString],
+        cache: &LdCache,
+    ) -> Result<Plan, PlanError> {
+        let name = command.first().ok_or(PlanError::NoProgram)?;
+        let program = find_program(name, &policy)?;
+        let dependencies = elf::resolve(&program, &policy.library_path, cache)?;
+        let tree = rootfs::plan(&policy, &dependencies.files)?;
+        let filter = seccomp::compile(&policy.rules, policy.allow_exec)?;
+        let argv = command
+            .iter()
+            .map(|a| cstring(a.as_bytes()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let envp = policy
+            .env
+            .iter()
+            .map(|(k, v)| cstring(format!("{k}={v}").as_bytes()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let ids = IdMaps::for_current_caller(policy.uid, policy.gid);
+        // No core files: they would be written into the jail's working directory (or
+        // fail), and a dump of a killed sandboxee is of no use to the caller.
+        let rlimits = vec![(libc::RLIMIT_CORE, 0, 0)];
+        Ok(Plan {
+            policy,
+            program,
+            argv,
+            envp,
+            dependencies,
+            tree,
+            ids,
+            filter,
+            rlimits,
+        })
+    }
+
+    pub fn program_c(&self) -> CString {
+        CString::new(self.program.as_os_str().as_bytes())
+            .expect("paths from the file system have no NUL")
+    }
+}
+
+/// Finds the program as a shell would: a name with a `/` is a path (relative to the
+/// caller's directory), a bare name is searched in the profile's PATH. The program is
+/// mounted at the same path inside, so its path on the host is its path in the jail.
+fn find_program(name: &OsStr, policy: &Policy) -> Result<PathBuf, PlanError> {
+    let bytes = name.as_bytes();
+    if bytes.is_empty() {
+        return Err(PlanError::NoProgram);
+    }
+    if bytes.contains(&b'/') {
+        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+        let path = normalize(&cwd.join(Path::new(name)));
+        return match check_executable(&path) {
+            Ok(()) => Ok(path),
+            Err(Missing) => Err(PlanError::ProgramNotFound {
+                name: name.to_string_lossy().into_owned(),
+                searched: path.display().to_string(),
+            }),
+            Err(NotExec(why)) => Err(PlanError::NotExecutable { path, why }),
+        };
+    }
+    let search = policy
+        .env_value("PATH")
+        .unwrap_or("/usr/local/bin:/usr/bin:/bin");
+    let mut first_not_exec = None;
+    for dir in search.split(':').filter(|d| d.starts_with('/')) {
+        let path = Path::new(dir).join(name);
+        match check_executable(&path) {
+            Ok(()) => return Ok(path),
+            Err(NotExec(why)) if first_not_exec.is_none() => first_not_exec = Some((path, why)),
+            Err(_) => {}
+        }
+    }
+    match first_not_exec {
+        Some((path, why)) => Err(PlanError::NotExecutable { path, why }),
+        None => Err(PlanError::ProgramNotFound {
+            name: name.to_string_lossy().into_owned(),
+            searched: format!("PATH={search}"),
+        }),
+    }
+}
+
+enum Unusable {
+    Missing,
+    NotExec(String),
+}
+use Unusable::{Missing, NotExec};
+
+fn check_executable(path: &Path) -> Result<(), Unusable> {
+    let meta = std::fs::metadata(path).map_err(|_| Missing)?;
+    if meta.is_dir() {
+        return Err(NotExec("it is a directory".into()));
+    }
+    if meta.permissions().mode() & 0o111 == 0 {
+        return Err(NotExec(format!(
+            "no execute permission (mode {:o}); chmod +x it",
+            meta.permissions().mode() & 0o7777
+        )));
+    }
+    Ok(())
+}
+
+impl fmt::Display for Plan {
+    /// What `moat plan` prints: everything that would be built, nothing run.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = &self.policy;
+        writeln!(f, "profile     {}", p.profile)?;
+        writeln!(f, "program     {}", self.program.display())?;
+        let args: Vec<_> = self
+            .argv
+            .iter()
+            .map(|a| format!("{:?}", a.to_string_lossy()))
+            .collect();
+        writeln!(f, "argv        [{}]", args.join(", "))?;
+        let names: Vec<_> = NAMESPACES.iter().map(|(n, _)| *n).collect();
+        writeln!(f, "namespaces  {}", names.join(", "))?;
+        writeln!(
+            f,
+            "uid_map     {} (inside {} = outside {})",
+            self.ids.uid_map().trim_end(),
+            self.ids.inside_uid,
+            self.ids.outside_uid
+        )?;
+        writeln!(
+            f,
+            "gid_map     {} (inside {} = outside {})",
+            self.ids.gid_map().trim_end(),
+            self.ids.inside_gid,
+            self.ids.outside_gid
+        )?;
+        writeln!(f, "hostname    {}", p.hostname)?;
+        writeln!(f, "cwd         {}", p.cwd.display())?;
+        writeln!(f, "env")?;
+        for (k, v) in &p.env {
+            writeln!(f, "  {k}={v}")?;
+        }
+        match &self.dependencies.interpreter {
+            Some(i) => writeln!(f, "loader      {}", i.display())?,
+            None => writeln!(f, "loader      none (static)")?,
+        }
+        writeln!(f, "files       {}", self.dependencies.files.len())?;
+        for file in &self.dependencies.files {
+            writeln!(f, "  {}", file.display())?;
+        }
+        writeln!(
+            f,
+            "mounts      tmpfs / (size={},mode=755,nosuid,nodev), read-only at the end",
+            crate::units::Size(self.tree.root_size)
+        )?;
+        for step in &self.tree.steps {
+            writeln!(f, "  {step}")?;
+        }
+        writeln!(
+            f,
+            "privileges  setsid; all capabilities dropped, securebits locked; no_new_privs"
+        )?;
+        writeln!(f, "rlimits     core=0")?;
+        writeln!(
+            f,
+            "limits      wall_time={}",
+            p.limits
+                .wall_time
+                .map_or("none".into(), |d| Dur(d).to_string())
+        )?;
+        writeln!(
+            f,
+            "seccomp     default: violation (trace); {} rules; {} BPF instructions",
+            p.rules.len(),
+            self.filter.len()
+        )?;
+        writeln!(
+            f,
+            "  exec       {}",
+            if p.allow_exec {
+                "allowed"
+            } else {
+                "only the initial exec"
+            }
+        )?;
+        for rule in &p.rules {
+            let action = match rule.action {
+                seccomp::Action::Allow => "allow".to_string(),
+                seccomp::Action::Errno(e) => format!(
+                    "errno {}",
+                    crate::policy::errno_name(e).map_or_else(|| e.to_string(), str::to_string)
+                ),
+            };
+            writeln!(f, "  {:<22} {:<14} ({})", rule.name, action, rule.origin)?;
+        }
+        writeln!(
+            f,
+            "  clone3                 errno ENOSYS   (core: libc falls back to clone)"
+        )?;
+        for (name, why) in seccomp::CORE_CONDITIONAL {
+            writeln!(f, "  core: {name} {why}")?;
+        }
+        writeln!(
+            f,
+            "  core: always denied: {}",
+            seccomp::CORE_DENIED.join(", ")
+        )?;
+        writeln!(f, "  core: foreign architectures (i386, x32): violation")
+    }
+}

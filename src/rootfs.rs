@@ -1,0 +1,499 @@
+//! The jail's file tree, planned in the parent: which directories, symlinks and mounts
+//! the fresh tmpfs root gets, in the order the child must make them. Host paths are only
+//! looked at (lstat, readlink, statvfs); nothing is changed here.
+//!
+//! Host symlinks on the way to a file are recreated as symlinks (merged-/usr:
+//! `/lib64 -> usr/lib64`), so a program finds its loader and libraries by the very paths
+//! its ELF names, and only the real files are bind-mounted.
+
+use crate::policy::{normalize, Policy};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+
+/// Device nodes of the minimal /dev: harmless sinks and sources of bytes.
+pub const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom"];
+
+/// Size of the root tmpfs: it only holds directories, symlinks and mount points.
+const ROOT_SIZE: u64 = 1 << 20;
+const DEV_SIZE: u64 = 64 << 10;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    Mkdir {
+        path: PathBuf,
+    },
+    Symlink {
+        path: PathBuf,
+        target: PathBuf,
+    },
+    /// Bind-mount host `src` at `dst`. Read-only unless `rw`; writable binds are
+    /// noexec; device binds keep device access (everything else is nodev).
+    Bind {
+        src: PathBuf,
+        dst: PathBuf,
+        dir: bool,
+        rw: bool,
+        device: bool,
+        /// Flags of the source mount that a user namespace must keep when remounting
+        /// (noexec and the atime flags are locked); MS_* bits.
+        locked: u64,
+    },
+    Tmpfs {
+        dst: PathBuf,
+        size: u64,
+        mode: u32,
+        noexec: bool,
+    },
+    Proc {
+        dst: PathBuf,
+    },
+    /// Remount a tmpfs read-only once it is populated.
+    Seal {
+        dst: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tree {
+    pub root_size: u64,
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RootfsError {
+    #[error("cannot inspect {path} on the host: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("too many levels of symbolic links resolving {0}")]
+    SymlinkLoop(PathBuf),
+    #[error("{path} is needed inside the jail at the same place but {other} already puts something else there")]
+    Conflict { path: PathBuf, other: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Node {
+    Dir,
+    Symlink(PathBuf),
+    Bind {
+        src: PathBuf,
+        dir: bool,
+        rw: bool,
+        device: bool,
+    },
+    Tmpfs {
+        size: u64,
+    },
+    Proc,
+}
+
+struct Builder {
+    nodes: BTreeMap<PathBuf, Node>,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RootfsError + '_ {
+    move |source| RootfsError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl Builder {
+    fn add(&mut self, path: PathBuf, node: Node) -> Result<(), RootfsError> {
+        match self.nodes.get(&path) {
+            None => {
+                self.nodes.insert(path, node);
+                Ok(())
+            }
+            Some(existing) if *existing == node => Ok(()),
+            // A directory that is also a mount point becomes the mount point.
+            Some(Node::Dir) if !matches!(node, Node::Symlink(_)) => {
+                self.nodes.insert(path, node);
+                Ok(())
+            }
+            Some(_) if node == Node::Dir => Ok(()),
+            Some(existing) => Err(RootfsError::Conflict {
+                path,
+                other: format!("{existing:?}"),
+            }),
+        }
+    }
+
+    fn parents(&mut self, path: &Path) -> Result<(), RootfsError> {
+        for anc in path.ancestors().skip(1) {
+            if anc != Path::new("/") {
+                self.add(anc.to_path_buf(), Node::Dir)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Walks `host_path` from the root, recreating every symlink met on the way, and
+    /// returns the real path of what it names.
+    fn follow(&mut self, host_path: &Path) -> Result<PathBuf, RootfsError> {
+        let mut path = normalize(host_path);
+        'restart: for _ in 0..40 {
+            let mut cur = PathBuf::from("/");
+            let comps: Vec<_> = path.components().skip(1).collect();
+            for (i, c) in comps.iter().enumerate() {
+                let next = cur.join(c);
+                let meta = std::fs::symlink_metadata(&next).map_err(io_err(&next))?;
+                if meta.file_type().is_symlink() {
+                    let target = std::fs::read_link(&next).map_err(io_err(&next))?;
+                    self.add(next.clone(), Node::Symlink(target.clone()))?;
+                    let mut resolved = cur.join(&target);
+                    for rest in &comps[i + 1..] {
+                        resolved.push(rest);
+                    }
+                    path = normalize(&resolved);
+                    continue 'restart;
+                }
+                if i + 1 < comps.len() {
+                    self.add(next.clone(), Node::Dir)?;
+                }
+                cur = next;
+            }
+            return Ok(cur);
+        }
+        Err(RootfsError::SymlinkLoop(host_path.to_path_buf()))
+    }
+
+    /// Makes host `src` visible inside at `dst` (the same path unless the profile says
+    /// otherwise).
+    fn bind(&mut self, src: &Path, dst: &Path, rw: bool, device: bool) -> Result<(), RootfsError> {
+        let same_place = src == dst;
+        let real = if same_place {
+            self.follow(src)?
+        } else {
+            std::fs::canonicalize(src).map_err(io_err(src))?
+        };
+        let dst = if same_place {
+            real.clone()
+        } else {
+            dst.to_path_buf()
+        };
+        let dir = std::fs::metadata(&real).map_err(io_err(&real))?.is_dir();
+        self.parents(&dst)?;
+        self.add(
+            dst,
+            Node::Bind {
+                src: real,
+                dir,
+                rw,
+                device,
+            },
+        )
+    }
+}
+
+/// Plans the tree for `policy` and the files the program needs (`program_files`: the
+/// program, its interpreter and libraries, as `elf::resolve` found them).
+pub fn plan(policy: &Policy, program_files: &[PathBuf]) -> Result<Tree, RootfsError> {
+    let mut b = Builder {
+        nodes: BTreeMap::new(),
+    };
+    for bind in &policy.binds {
+        if bind.optional && !bind.src.exists() {
+            continue;
+        }
+        b.bind(&bind.src, &bind.dst, bind.rw, false)?;
+    }
+    for t in &policy.tmpfs {
+        b.parents(&t.path)?;
+        b.add(t.path.clone(), Node::Tmpfs { size: t.size })?;
+    }
+    for file in program_files {
+        b.bind(file, file, false, false)?;
+    }
+    if policy.proc {
+        b.add(PathBuf::from("/proc"), Node::Proc)?;
+    }
+    if policy.dev {
+        b.add(PathBuf::from("/dev"), Node::Tmpfs { size: DEV_SIZE })?;
+        for d in DEVICES {
+            let path = Path::new("/dev").join(d);
+            let meta = std::fs::metadata(&path).map_err(io_err(&path))?;
+            if meta.file_type().is_char_device() {
+                b.add(
+                    path.clone(),
+                    Node::Bind {
+                        src: path,
+                        dir: false,
+                        rw: true,
+                        device: true,
+                    },
+                )?;
+            }
+        }
+        if policy.proc {
+            for (name, target) in [
+                ("fd", "/proc/self/fd"),
+                ("stdin", "/proc/self/fd/0"),
+                ("stdout", "/proc/self/fd/1"),
+                ("stderr", "/proc/self/fd/2"),
+            ] {
+                b.add(Path::new("/dev").join(name), Node::Symlink(target.into()))?;
+            }
+        }
+    }
+    if !policy.cwd.as_os_str().is_empty() && policy.cwd != Path::new("/") {
+        // The working directory exists even when nothing is mounted there.
+        b.parents(&policy.cwd)?;
+        b.add(policy.cwd.clone(), Node::Dir)?;
+    }
+    Ok(Tree {
+        root_size: ROOT_SIZE,
+        steps: order(&b.nodes),
+    })
+}
+
+/// Orders nodes so that each is made after the mount that holds it, and drops those a
+/// same-path directory bind already shows (they are there, and read-only).
+fn order(nodes: &BTreeMap<PathBuf, Node>) -> Vec<Step> {
+    let covering: Vec<&PathBuf> = nodes
+        .iter()
+        .filter_map(|(p, n)| match n {
+            Node::Bind { src, dir: true, .. } if src == p => Some(p),
+            _ => None,
+        })
+        .collect();
+    let covered = |p: &Path| {
+        covering
+            .iter()
+            .any(|c| p != c.as_path() && p.starts_with(c))
+    };
+    let mut sorted: Vec<(&PathBuf, &Node)> = nodes.iter().filter(|(p, _)| !covered(p)).collect();
+    sorted.sort_by_key(|(p, _)| (p.components().count(), (*p).clone()));
+
+    let mut steps = Vec::new();
+    let mut seal = Vec::new();
+    for (path, node) in sorted {
+        let path = path.clone();
+        steps.push(match node {
+            Node::Dir => Step::Mkdir { path },
+            Node::Symlink(target) => Step::Symlink {
+                path,
+                target: target.clone(),
+            },
+            Node::Bind {
+                src,
+                dir,
+                rw,
+                device,
+            } => Step::Bind {
+                locked: locked_flags(src),
+                src: src.clone(),
+                dst: path,
+                dir: *dir,
+                rw: *rw,
+                device: *device,
+            },
+            Node::Tmpfs { size } => {
+                let dev = path == Path::new("/dev");
+                if dev {
+                    seal.push(Step::Seal { dst: path.clone() });
+                }
+                Step::Tmpfs {
+                    dst: path,
+                    size: *size,
+                    mode: 0o755,
+                    // /dev needs no programs; a writable tmpfs is never executable.
+                    noexec: true,
+                }
+            }
+            Node::Proc => Step::Proc { dst: path },
+        });
+    }
+    steps.extend(seal);
+    steps
+}
+
+/// Mount flags of the host mount holding `path` that a remount inside a user namespace
+/// must repeat (the kernel locks them).
+fn locked_flags(path: &Path) -> u64 {
+    let Ok(st) = nix::sys::statvfs::statvfs(path) else {
+        return 0;
+    };
+    use nix::sys::statvfs::FsFlags;
+    let f = st.flags();
+    let mut out = 0u64;
+    for (st_flag, ms_flag) in [
+        (FsFlags::ST_NOEXEC, libc::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, libc::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, libc::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, libc::MS_RELATIME),
+        (FsFlags::ST_RDONLY, libc::MS_RDONLY),
+    ] {
+        if f.contains(st_flag) {
+            out |= ms_flag;
+        }
+    }
+    out
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::Mkdir { path } => write!(f, "mkdir    {}", path.display()),
+            Step::Symlink { path, target } => {
+                write!(f, "symlink  {} -> {}", path.display(), target.display())
+            }
+            Step::Bind {
+                src,
+                dst,
+                rw,
+                device,
+                dir,
+                ..
+            } => {
+                let mut flags = vec![if *rw { "rw" } else { "ro" }, "nosuid"];
+                if !device {
+                    flags.push("nodev");
+                }
+                if *rw {
+                    flags.push("noexec");
+                }
+                if *dir {
+                    flags.push("rec");
+                }
+                if src == dst {
+                    write!(f, "bind     {} ({})", dst.display(), flags.join(","))
+                } else {
+                    write!(
+                        f,
+                        "bind     {} <- {} ({})",
+                        dst.display(),
+                        src.display(),
+                        flags.join(",")
+                    )
+                }
+            }
+            Step::Tmpfs {
+                dst,
+                size,
+                mode,
+                noexec,
+            } => write!(
+                f,
+                "tmpfs    {} (size={},mode={:o},nosuid,nodev{})",
+                dst.display(),
+                crate::units::Size(*size),
+                mode,
+                if *noexec { ",noexec" } else { "" }
+            ),
+            Step::Proc { dst } => write!(f, "proc     {} (nosuid,nodev,noexec)", dst.display()),
+            Step::Seal { dst } => write!(f, "remount  {} (ro)", dst.display()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{Bind, Overrides};
+
+    fn policy() -> Policy {
+        Policy::load("default", &Overrides::default()).unwrap()
+    }
+
+    #[test]
+    fn loader_symlinks_are_recreated() {
+        // On merged-/usr Debian the loader path crosses two symlinks.
+        let ld = PathBuf::from("/lib64/ld-linux-x86-64.so.2");
+        let tree = plan(&policy(), std::slice::from_ref(&ld)).unwrap();
+        let real = std::fs::canonicalize(&ld).unwrap();
+        assert!(tree
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::Bind { dst, .. } if *dst == real)));
+        if std::fs::symlink_metadata("/lib64")
+            .unwrap()
+            .file_type()
+            .is_symlink()
+        {
+            assert!(tree
+                .steps
+                .iter()
+                .any(|s| matches!(s, Step::Symlink { path, .. } if path == Path::new("/lib64"))));
+        }
+        // Parents come before children, the /dev seal last.
+        let pos = |want: &Path| {
+            tree.steps
+                .iter()
+                .position(|s| matches!(s, Step::Mkdir { path } if path == want))
+        };
+        let usr = pos(Path::new("/usr")).unwrap();
+        let usr_lib = pos(Path::new("/usr/lib")).unwrap();
+        assert!(usr < usr_lib);
+        assert!(matches!(tree.steps.last(), Some(Step::Seal { .. })));
+    }
+
+    #[test]
+    fn files_under_a_bound_directory_are_not_bound_again() {
+        let mut p = policy();
+        p.binds.push(Bind {
+            src: "/usr".into(),
+            dst: "/usr".into(),
+            rw: false,
+            optional: false,
+        });
+        let tree = plan(&p, &[PathBuf::from("/usr/bin/env")]).unwrap();
+        let binds: Vec<_> = tree
+            .steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Bind {
+                    dst, device: false, ..
+                } => Some(dst.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(binds, vec![PathBuf::from("/usr")]);
+    }
+
+    #[test]
+    fn dev_and_proc() {
+        let mut p = policy();
+        p.proc = true;
+        let tree = plan(&p, &[]).unwrap();
+        let text: Vec<String> = tree.steps.iter().map(|s| s.to_string()).collect();
+        assert!(
+            text.iter().any(|t| t.starts_with("proc     /proc")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter()
+                .any(|t| t.starts_with("bind     /dev/null (rw,nosuid,noexec)")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter()
+                .any(|t| t == "symlink  /dev/fd -> /proc/self/fd"),
+            "{text:?}"
+        );
+    }
+
+    #[test]
+    fn relocated_bind_creates_parents() {
+        let mut p = policy();
+        p.binds.push(Bind {
+            src: "/etc".into(),
+            dst: "/opt/hostetc".into(),
+            rw: true,
+            optional: false,
+        });
+        let tree = plan(&p, &[]).unwrap();
+        let text: Vec<String> = tree.steps.iter().map(|s| s.to_string()).collect();
+        assert!(text.contains(&"mkdir    /opt".to_string()), "{text:?}");
+        assert!(
+            text.contains(
+                &"bind     /opt/hostetc <- /etc (rw,nosuid,nodev,noexec,rec)".to_string()
+            ),
+            "{text:?}"
+        );
+    }
+}
