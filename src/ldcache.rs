@@ -425,7 +425,7 @@ mod tests {
         image.extend_from_slice(&1u32.to_ne_bytes());
         image.extend_from_slice(&FLAG_ELF_LIBC6.to_ne_bytes());
         image.extend_from_slice(&0u32.to_ne_bytes());
-        image.extend_from_slice(&7u32.to_ne_bytes());
+        image.extend_from_slice(&8u32.to_ne_bytes());
         image.extend_from_slice(b"libx.so\0/lib/libx.so\0");
         let cache = LdCache::parse(&image).unwrap();
         assert_eq!(

@@ -570,7 +570,7 @@ mod tests {
             )),
             denied
         );
-        let listener = libc::SECCOMP_FILTER_FLAG_NEW_LISTENER as u64;
+        let listener = libc::SECCOMP_FILTER_FLAG_NEW_LISTENER;
         assert_eq!(
             action(interpret(&prog, x86, "seccomp", [1, listener, 0, 0, 0, 0])),
             denied

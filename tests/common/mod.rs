@@ -12,13 +12,31 @@ use std::sync::Mutex;
 
 pub const MOAT: &str = env!("CARGO_BIN_EXE_moat");
 
-/// Where compiled fixtures go: inside target/, readable by every user so the
-/// unprivileged runs can execute them.
+/// Where compiled fixtures (and a copy of the moat binary) go: a directory under the
+/// system temp dir that every user can traverse, so the unprivileged runs (and the
+/// jail's uid 65534 when the caller is root) can execute them wherever the checkout is.
 pub fn fixture_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fixtures");
+    let dir = std::env::temp_dir().join(format!("moat-test-fixtures-{}", nix::unistd::geteuid()));
     std::fs::create_dir_all(&dir).unwrap();
-    open_up(&dir);
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     dir
+}
+
+/// The moat binary, copied where an unprivileged user can execute it.
+pub fn moat_bin() -> PathBuf {
+    let out = fixture_dir().join("moat");
+    let _guard = COMPILE.lock().unwrap_or_else(|e| e.into_inner());
+    let fresh = match (std::fs::metadata(&out), std::fs::metadata(MOAT)) {
+        (Ok(o), Ok(s)) => o.modified().unwrap() >= s.modified().unwrap() && o.len() == s.len(),
+        _ => false,
+    };
+    if !fresh {
+        let tmp = out.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::copy(MOAT, &tmp).unwrap();
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::rename(&tmp, &out).unwrap();
+    }
+    out
 }
 
 /// Makes `path` and every parent up to `/` traversable by others (the unprivileged
@@ -123,7 +141,8 @@ pub fn command(caller: Caller) -> Command {
         Caller::Current => Command::new(MOAT),
         Caller::Unprivileged => {
             let mut c = Command::new("setpriv");
-            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", MOAT]);
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                .arg(moat_bin());
             c
         }
     }
@@ -131,7 +150,10 @@ pub fn command(caller: Caller) -> Command {
 
 /// A scratch directory every user can use (for reports and bound work dirs).
 pub fn scratch() -> tempfile::TempDir {
-    let dir = tempfile::Builder::new().prefix("moat-test-").tempdir().unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("moat-test-")
+        .tempdir()
+        .unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     dir
 }
