@@ -63,8 +63,7 @@ impl Error {
     /// a missing program and 126 for one that cannot be executed.
     pub fn to_outcome(&self) -> Outcome {
         let kind = match self {
-            Error::Plan(PlanError::ProgramNotFound { .. }) => ErrorKind::ProgramNotFound,
-            Error::Plan(PlanError::NotExecutable { .. }) => ErrorKind::ProgramNotExecutable,
+            Error::Plan(e) => e.kind(),
             _ => ErrorKind::Setup,
         };
         Outcome::setup_error(kind, self.to_string())

@@ -5,6 +5,7 @@
 
 use crate::elf::{self, ElfError};
 use crate::ldcache::LdCache;
+use crate::outcome::ErrorKind;
 use crate::policy::{normalize, Policy};
 use crate::rootfs::{self, RootfsError, Tree};
 use crate::seccomp::{self, SeccompError};
@@ -63,12 +64,20 @@ pub enum PlanError {
 }
 
 impl PlanError {
-    /// The `moat run` exit status for a plan that cannot be carried out.
-    pub fn exit_code(&self) -> i32 {
+    /// What kind of failure this is for the report (and so the exit status: 127 for a
+    /// program that is not there, 126 for one that cannot be executed, as a shell does).
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            PlanError::ProgramNotFound { .. } => 127,
-            PlanError::NotExecutable { .. } => 126,
-            _ => 125,
+            PlanError::ProgramNotFound { .. } | PlanError::Elf(ElfError::NotFound { .. }) => {
+                ErrorKind::ProgramNotFound
+            }
+            PlanError::NotExecutable { .. }
+            | PlanError::Elf(
+                ElfError::NotExecutable { .. }
+                | ElfError::NotElf { .. }
+                | ElfError::WrongClass { .. },
+            ) => ErrorKind::ProgramNotExecutable,
+            _ => ErrorKind::Setup,
         }
     }
 }

@@ -195,11 +195,15 @@ impl Profile {
     /// path, read as it is. A name is looked up in the user's and the system's profile
     /// directories, then among the built-in profiles.
     pub fn load(name_or_path: &str) -> Result<Profile, ProfileError> {
+        Self::load_in(name_or_path, &search_dirs())
+    }
+
+    /// As `load`, looking names up in `dirs` (in order) before the built-in profiles.
+    pub fn load_in(name_or_path: &str, dirs: &[PathBuf]) -> Result<Profile, ProfileError> {
         if name_or_path.contains('/') || name_or_path.ends_with(".toml") {
             return Self::load_path(Path::new(name_or_path));
         }
-        let dirs = search_dirs();
-        for dir in &dirs {
+        for dir in dirs {
             let candidate = dir.join(format!("{name_or_path}.toml"));
             if candidate.is_file() {
                 return Self::load_path(&candidate);
@@ -297,6 +301,40 @@ mod tests {
         };
         assert_eq!(s.locate(0), (1, 1));
         assert_eq!(s.locate(4), (2, 2));
+    }
+
+    #[test]
+    fn names_are_looked_up_in_order_then_built_in() {
+        let base = std::env::temp_dir().join(format!("moat-profile-test-{}", std::process::id()));
+        let (user, system) = (base.join("user"), base.join("system"));
+        std::fs::create_dir_all(&user).unwrap();
+        std::fs::create_dir_all(&system).unwrap();
+        std::fs::write(system.join("default.toml"), "description = \"system\"\n").unwrap();
+        std::fs::write(
+            system.join("only-system.toml"),
+            "description = \"system only\"\n",
+        )
+        .unwrap();
+        std::fs::write(user.join("default.toml"), "description = \"user\"\n").unwrap();
+        let dirs = [user.clone(), system.clone()];
+        let d = |name: &str| Profile::load_in(name, &dirs).unwrap().description.unwrap();
+        assert_eq!(d("default"), "user");
+        assert_eq!(d("only-system"), "system only");
+        std::fs::remove_file(user.join("default.toml")).unwrap();
+        assert_eq!(d("default"), "system");
+        std::fs::remove_file(system.join("default.toml")).unwrap();
+        let builtin = Profile::load_in("default", &dirs).unwrap();
+        assert_eq!(builtin.source.origin, "built-in:default");
+        // A path is read as it is, never looked up.
+        let path = system.join("only-system.toml");
+        assert_eq!(
+            Profile::load_in(path.to_str().unwrap(), &[])
+                .unwrap()
+                .description
+                .unwrap(),
+            "system only"
+        );
+        std::fs::remove_dir_all(&base).unwrap();
     }
 
     #[test]

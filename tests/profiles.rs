@@ -1,0 +1,202 @@
+//! Profiles through the command line: errors located in the file, the built-in profiles
+//! embedded in the binary, name look-up, and `moat plan` / `moat check`.
+mod common;
+use common::*;
+use std::process::Command;
+
+fn write_profile(dir: &std::path::Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn unknown_keys_are_rejected_with_file_line_and_column() {
+    let dir = scratch();
+    let path = write_profile(
+        dir.path(),
+        "typo.toml",
+        "[process]\nhostname = \"box\"\nhostnmae = \"oops\"\n",
+    );
+    for caller in callers() {
+        let run = moat_run(caller, &["--profile", &path, "--", "/bin/true"]);
+        assert_eq!((run.code, run.status()), (125, "setup_error"), "{run:#?}");
+        assert!(
+            run.stderr.contains(&format!("{path}:3:1:")) && run.stderr.contains("hostnmae"),
+            "{}",
+            run.stderr
+        );
+        let msg = run.report["error"]["message"].as_str().unwrap();
+        assert!(msg.contains(":3:1:"), "{msg}");
+    }
+}
+
+#[test]
+fn bad_values_name_the_key_and_place() {
+    let dir = scratch();
+    let path = write_profile(dir.path(), "bad.toml", "[limits]\nwall_time = \"soon\"\n");
+    let run = moat_run(Caller::Current, &["--profile", &path, "--", "/bin/true"]);
+    assert_eq!(run.code, 125);
+    assert!(
+        run.stderr
+            .contains(&format!("{path}:2:13: limits.wall_time:")),
+        "{}",
+        run.stderr
+    );
+    let path = write_profile(dir.path(), "core.toml", "[syscalls]\nallow = [\"bpf\"]\n");
+    let run = moat_run(Caller::Current, &["--profile", &path, "--", "/bin/true"]);
+    assert_eq!(run.code, 125);
+    assert!(
+        run.stderr.contains(&format!(
+            "{path}:2:10: syscalls.allow: `bpf` is in moat's always-denied core"
+        )),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn built_in_profiles_need_no_data_files() {
+    // The copy of the binary lives far from the source tree, and HOME/XDG point at
+    // empty directories: the default profile must come from the binary itself.
+    let empty = scratch();
+    for caller in callers() {
+        let mut cmd = command(caller);
+        cmd.current_dir(empty.path())
+            .env("HOME", empty.path())
+            .env("XDG_CONFIG_HOME", empty.path())
+            .args(["run", "--", "/bin/echo", "embedded"]);
+        let out = cmd.output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "embedded\n");
+        assert_eq!(out.status.code(), Some(0));
+    }
+}
+
+#[test]
+fn names_are_looked_up_in_the_users_directory_first() {
+    let xdg = scratch();
+    let dir = xdg.path().join("moat/profiles");
+    std::fs::create_dir_all(&dir).unwrap();
+    open_up(&dir);
+    std::fs::write(
+        dir.join("default.toml"),
+        "[process]\nhostname = \"from-xdg\"\n[syscalls]\ngroups = [\"exit\", \"startup\", \"memory\", \"read\", \"write\", \"files\", \"process_info\", \"futex\", \"signals\"]\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("mine.toml"), "[process]\nhostname = \"mine\"\n[syscalls]\ngroups = [\"exit\", \"startup\", \"memory\", \"write\", \"process_info\"]\n").unwrap();
+    for caller in callers() {
+        for (name, expect) in [("default", "from-xdg\n"), ("mine", "mine\n")] {
+            let mut cmd = command(caller);
+            cmd.env("XDG_CONFIG_HOME", xdg.path()).args([
+                "run",
+                "--profile",
+                name,
+                "--",
+                "/bin/hostname",
+            ]);
+            let out = cmd.output().unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout),
+                expect,
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        // A name found nowhere lists where it looked and the built-in names.
+        let mut cmd = command(caller);
+        cmd.env("XDG_CONFIG_HOME", xdg.path()).args([
+            "run",
+            "--profile",
+            "nope",
+            "--",
+            "/bin/true",
+        ]);
+        let out = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(125));
+        assert!(
+            err.contains("no profile named `nope`") && err.contains("/etc/moat/profiles"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn plan_prints_everything_and_runs_nothing() {
+    let dir = scratch();
+    let marker = dir.path().join("ran");
+    let out = Command::new(MOAT)
+        .args(["plan", "--bind-rw"])
+        .arg(dir.path())
+        .args(["--env", "LANG=C", "--wall-time", "3s", "--", "/bin/touch"])
+        .arg(&marker)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!marker.exists(), "plan must not run the program");
+    for want in [
+        "namespaces  user, pid, mount, ipc, uts, net, cgroup",
+        "uid_map     1000 ",
+        "hostname    sandbox",
+        "  LANG=C",
+        "  PATH=/usr/local/bin:/usr/bin:/bin",
+        "loader      /lib64/ld-linux-x86-64.so.2",
+        "bind     /usr/bin/touch (ro,nosuid,nodev)",
+        "tmpfs    /dev (size=64KiB,mode=755,nosuid,nodev,noexec)",
+        "bind     /dev/null (rw,nosuid,noexec)",
+        "remount  /dev (ro)",
+        "limits      wall_time=3s",
+        "  read                   allow",
+        "  core: always denied: ptrace, bpf, mount",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+    let bind = format!(
+        "bind     {} (rw,nosuid,nodev,noexec,rec)",
+        dir.path().display()
+    );
+    assert!(text.contains(&bind), "missing {bind:?} in:\n{text}");
+}
+
+#[test]
+fn plan_reports_a_missing_program() {
+    let out = Command::new(MOAT)
+        .args(["plan", "--", "no-such-program-xyz"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(127));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("program `no-such-program-xyz` not found")
+    );
+    let run = moat_run(Caller::Current, &["--", "/etc/hostname"]);
+    assert_eq!((run.code, run.status()), (126, "setup_error"), "{run:#?}");
+    assert_eq!(run.report["error"]["kind"], "program_not_executable");
+    let run = moat_run(Caller::Current, &["--", "/no/such/prog"]);
+    assert_eq!((run.code, run.status()), (127, "setup_error"), "{run:#?}");
+    assert_eq!(run.report["error"]["kind"], "program_not_found");
+}
+
+#[test]
+fn check_reports_this_host() {
+    for caller in callers() {
+        let out = command(caller).arg("check").output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{text}");
+        assert!(text.contains("user_namespaces"), "{text}");
+        let out = command(caller).args(["check", "--json"]).output().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let userns = v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == "user_namespaces")
+            .unwrap();
+        assert_eq!(userns["state"], "ok");
+    }
+}
