@@ -136,7 +136,20 @@ fn run(a: &RunArgs) -> u8 {
     outcome.exit_code() as u8
 }
 
+/// Makes sure fds 0, 1 and 2 are open (on /dev/null if the caller closed them): the
+/// jail's program gets exactly these three, and a pipe moat opens must never land on one.
+fn ensure_stdio() {
+    for fd in 0..3 {
+        // SAFETY: F_GETFD only queries the descriptor table.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+            // SAFETY: open returns the lowest free descriptor, which is `fd`.
+            unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) };
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    ensure_stdio();
     let cli = Cli::parse();
     let code = match &cli.command {
         Command::Run(a) => run(a),

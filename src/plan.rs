@@ -55,8 +55,6 @@ pub enum PlanError {
     Nul(String),
     #[error(transparent)]
     Elf(#[from] ElfError),
-    #[error("cannot read /etc/ld.so.cache: {0}")]
-    LdCache(#[from] crate::ldcache::LdCacheError),
     #[error(transparent)]
     Rootfs(#[from] RootfsError),
     #[error(transparent)]
@@ -89,7 +87,9 @@ fn cstring(bytes: &[u8]) -> Result<CString, PlanError> {
 impl Plan {
     /// Builds the plan for running `command` (program and arguments) under `policy`.
     pub fn build(policy: Policy, command: &[OsString]) -> Result<Plan, PlanError> {
-        let cache = LdCache::load()?;
+        // glibc ignores a cache it cannot read; so do we (libraries are then looked
+        // up in the default directories, as the loader would).
+        let cache = LdCache::load().unwrap_or_default();
         Self::build_with(policy, command, &cache)
     }
 
@@ -103,7 +103,14 @@ impl Plan {
         let name = command.first().ok_or(PlanError::NoProgram)?;
         let program = find_program(name, &policy)?;
         let dependencies = elf::resolve(&program, &policy.library_path, cache)?;
-        let tree = rootfs::plan(&policy, &dependencies.files)?;
+        let mut files = dependencies.files.clone();
+        // The loader inside finds libraries outside its default directories (e.g.
+        // /usr/local/lib) only through the cache; it is an index of paths, read-only.
+        let ld_cache = Path::new(crate::ldcache::DEFAULT_PATH);
+        if dependencies.interpreter.is_some() && ld_cache.is_file() {
+            files.push(ld_cache.to_path_buf());
+        }
+        let tree = rootfs::plan(&policy, &files)?;
         let filter = seccomp::compile(&policy.rules, policy.allow_exec)?;
         let argv = command
             .iter()

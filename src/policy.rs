@@ -251,6 +251,19 @@ impl Policy {
         for (k, v) in &overrides.env {
             env.insert(k.clone(), v.clone());
         }
+        let library_path = p
+            .library_path
+            .iter()
+            .map(|d| absolute(src, d, "process.library_path"))
+            .collect::<Result<Vec<_>, _>>()?;
+        // The loader inside must search where the planner found the libraries.
+        if !library_path.is_empty() && !env.contains_key("LD_LIBRARY_PATH") {
+            let joined: Vec<String> = library_path
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect();
+            env.insert("LD_LIBRARY_PATH".into(), joined.join(":"));
+        }
         for (k, v) in &env {
             if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
                 return Err(PolicyError::Option {
@@ -260,12 +273,6 @@ impl Policy {
                 });
             }
         }
-
-        let library_path = p
-            .library_path
-            .iter()
-            .map(|d| absolute(src, d, "process.library_path"))
-            .collect::<Result<Vec<_>, _>>()?;
 
         let fs = &profile.filesystem;
         let mut binds = Vec::new();

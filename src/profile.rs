@@ -46,7 +46,8 @@ pub struct Process {
     pub env: Option<BTreeMap<String, String>>,
     /// Allow execve after the program has started (shells, compilers).
     pub allow_exec: Option<bool>,
-    /// Directories searched for shared libraries before ld.so.cache, like LD_LIBRARY_PATH.
+    /// Directories searched for shared libraries before ld.so.cache; also given to the
+    /// program as LD_LIBRARY_PATH unless `env` sets that itself.
     #[serde(default)]
     pub library_path: Vec<Spanned<String>>,
 }

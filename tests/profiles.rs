@@ -200,3 +200,21 @@ fn check_reports_this_host() {
         assert_eq!(userns["state"], "ok");
     }
 }
+
+#[test]
+fn blocked_user_namespaces_are_explained() {
+    // Inside a user namespace of our own, its root may forbid further user namespaces
+    // without touching the host: moat must say why and how to fix it, not just EPERM.
+    let script = format!(
+        "echo 0 > /proc/sys/user/max_user_namespaces && exec {} run -- /bin/true",
+        moat_bin().display()
+    );
+    let out = Command::new("unshare")
+        .args(["-Ur", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert!(err.contains("user.max_user_namespaces is 0"), "{err}");
+    assert!(err.contains("sysctl -w user.max_user_namespaces="), "{err}");
+}
