@@ -101,6 +101,10 @@ pub struct Dependencies {
     pub files: Vec<PathBuf>,
     /// The program's PT_INTERP, if any (None for a static binary).
     pub interpreter: Option<PathBuf>,
+    /// The program's own directory when its DT_RPATH/DT_RUNPATH (or the library path)
+    /// uses `$ORIGIN`: ld.so learns it from /proc/self/exe, or, without /proc, from
+    /// LD_ORIGIN_PATH, which the jail must then provide.
+    pub main_origin: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -244,6 +248,7 @@ pub fn resolve(
         return Ok(Dependencies {
             files,
             interpreter: None,
+            main_origin: None,
         });
     };
     let interp_path = absolutize(&cwd, &path_from_bytes(&interp_raw));
@@ -254,6 +259,14 @@ pub fn resolve(
     // kernel fills with the resolved path, so symlinks to the program don't count.
     let real = std::fs::canonicalize(&program_path).map_err(|e| io_error(&program_path, e))?;
     let main_origin = parent_dir(&real);
+    let uses_origin = |raw: &[u8]| raw.windows(6).any(|w| w == b"ORIGIN");
+    let origin_needed = [&info.rpath, &info.runpath]
+        .into_iter()
+        .flatten()
+        .any(|r| uses_origin(r))
+        || library_path
+            .iter()
+            .any(|d| uses_origin(d.as_os_str().as_bytes()));
 
     let mut resolver = Resolver {
         cwd,
@@ -292,6 +305,7 @@ pub fn resolve(
     Ok(Dependencies {
         files: resolver.files,
         interpreter: Some(interp_path),
+        main_origin: origin_needed.then(|| parent_dir(&real)),
     })
 }
 
@@ -1765,7 +1779,8 @@ mod tests {
             deps,
             Dependencies {
                 files: vec![prog.clone()],
-                interpreter: None
+                interpreter: None,
+                main_origin: None,
             }
         );
         fx.gcc(&["-static-pie", "-o", "sp", "s.c"]);

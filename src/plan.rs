@@ -116,8 +116,16 @@ impl Plan {
             .iter()
             .map(|a| cstring(a.as_bytes()))
             .collect::<Result<Vec<_>, _>>()?;
-        let envp = policy
-            .env
+        let mut env = policy.env.clone();
+        // Without /proc the loader cannot find the program's own directory for
+        // `$ORIGIN` in its RPATH/RUNPATH; LD_ORIGIN_PATH is its documented fallback.
+        if let Some(origin) = &dependencies.main_origin {
+            if !policy.proc && policy.env_value("LD_ORIGIN_PATH").is_none() {
+                env.push(("LD_ORIGIN_PATH".into(), origin.display().to_string()));
+                env.sort();
+            }
+        }
+        let envp = env
             .iter()
             .map(|(k, v)| cstring(format!("{k}={v}").as_bytes()))
             .collect::<Result<Vec<_>, _>>()?;
@@ -236,8 +244,8 @@ impl fmt::Display for Plan {
         writeln!(f, "hostname    {}", p.hostname)?;
         writeln!(f, "cwd         {}", p.cwd.display())?;
         writeln!(f, "env")?;
-        for (k, v) in &p.env {
-            writeln!(f, "  {k}={v}")?;
+        for kv in &self.envp {
+            writeln!(f, "  {}", kv.to_string_lossy())?;
         }
         match &self.dependencies.interpreter {
             Some(i) => writeln!(f, "loader      {}", i.display())?,
