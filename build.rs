@@ -21,7 +21,10 @@ fn main() {
     if std::env::var_os("LIBSECCOMP_LIB_PATH").is_some() {
         return;
     }
-    if DIRS.iter().any(|d| Path::new(d).join("libseccomp.so").exists()) {
+    if DIRS
+        .iter()
+        .any(|d| Path::new(d).join("libseccomp.so").exists())
+    {
         return;
     }
     let Some(versioned) = DIRS
@@ -34,7 +37,8 @@ fn main() {
         );
         return;
     };
-    let dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("seccomp-link");
+    let dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"))
+        .join("seccomp-link");
     std::fs::create_dir_all(&dir).expect("create OUT_DIR/seccomp-link");
     let link = dir.join("libseccomp.so");
     let _ = std::fs::remove_file(&link);

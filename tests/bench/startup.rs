@@ -80,10 +80,25 @@ fn main() {
         c.push(tc);
     }
     println!("moat start-up benchmark: {rounds} interleaved rounds, static no-op fixture");
-    println!("  bare fork+exec+wait           median {:.3} ms", median(&mut b));
-    println!("  moat::run (library, full jail) median {:.3} ms", median(&mut j));
-    println!("  moat run (CLI process)         median {:.3} ms", median(&mut c));
-    println!("  ratio library/bare (median of per-pair ratios): {:.2}x   target <= 5x", median(&mut rj));
-    println!("  ratio CLI/bare     (median of per-pair ratios): {:.2}x", median(&mut rc));
+    println!(
+        "  bare fork+exec+wait           median {:.3} ms",
+        median(&mut b)
+    );
+    println!(
+        "  moat::run (library, full jail) median {:.3} ms",
+        median(&mut j)
+    );
+    println!(
+        "  moat run (CLI process)         median {:.3} ms",
+        median(&mut c)
+    );
+    println!(
+        "  ratio library/bare (median of per-pair ratios): {:.2}x   target <= 5x",
+        median(&mut rj)
+    );
+    println!(
+        "  ratio CLI/bare     (median of per-pair ratios): {:.2}x",
+        median(&mut rc)
+    );
     let _ = std::fs::remove_dir_all(noop.parent().unwrap());
 }
