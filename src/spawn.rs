@@ -67,7 +67,23 @@ struct Prepared<'a> {
     drop_groups: bool,
     err_fd: RawFd,
     go_fd: RawFd,
+    /// moat's command line in memory (arg_start, arg_end from /proc/self/stat), which
+    /// init wipes: it never execs, and /proc/1/cmdline would show it to the program.
+    args_area: Option<(usize, usize)>,
     _plan: &'a Plan,
+}
+
+/// The start and end of this process's argv strings, from fields 48 and 49 of
+/// /proc/self/stat.
+fn args_area() -> Option<(usize, usize)> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name may hold spaces and parentheses; fields count from the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3 (state), so field N is at index N - 3.
+    let start = fields.get(48 - 3)?.parse().ok()?;
+    let end = fields.get(49 - 3)?.parse().ok()?;
+    (start != 0 && end > start).then_some((start, end))
 }
 
 impl<'a> Prepared<'a> {
@@ -108,6 +124,7 @@ impl<'a> Prepared<'a> {
             drop_groups: plan.ids.may_setgroups(),
             err_fd,
             go_fd,
+            args_area: args_area(),
             _plan: plan,
         }
     }
@@ -391,6 +408,24 @@ fn child_main(p: &Prepared) -> ! {
     if pid < 0 {
         fail(p, STAGE_FORK, 0, errno());
     }
+    // Init is a copy of moat that never execs: leave the program nothing in it to
+    // target. Wipe moat's command line (readable in /proc/1/cmdline), give every
+    // signal its default action (a PID 1 then ignores whatever the program sends it),
+    // and give up every capability it still holds in the jail's user namespace.
+    if let Some((start, end)) = p.args_area {
+        // SAFETY: the argv strings of this process's own (copied) address space; the
+        // bounds came from the kernel, and nothing in the child reads argv again.
+        unsafe { std::ptr::write_bytes(start as *mut u8, 0, end - start) };
+    }
+    // SAFETY: resetting dispositions in our own process.
+    unsafe {
+        for sig in 1..libc::SIGRTMAX() {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP && sig != libc::SIGCHLD {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+    }
+    let _ = privs::drop_all(p.uid, p.gid, false);
     crate::init::reap_until(pid as libc::pid_t)
 }
 
