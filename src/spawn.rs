@@ -366,8 +366,16 @@ fn child_main(p: &Prepared) -> ! {
         // SAFETY: leave at once.
         unsafe { libc::_exit(125) };
     }
-    // SAFETY: closing our copy of the go pipe.
-    unsafe { libc::close(p.go_fd) };
+    // SAFETY: closing our copy of the go pipe; a prctl on ourselves.
+    unsafe {
+        libc::close(p.go_fd);
+        // Init is a copy of moat's memory and runs as the same uid as the program:
+        // non-dumpable, the program can neither read it (/proc/1/mem, environ,
+        // process_vm_readv) nor attach to it. Only now, since the parent had to
+        // write our id maps first (a non-dumpable process's /proc files are root's);
+        // the program's own exec makes it dumpable again for itself.
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+    }
 
     // Become the inside ids now, while keeping every capability of this user namespace
     // (the old id was not the namespace's root, so nothing is cleared): files the root
