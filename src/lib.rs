@@ -33,6 +33,7 @@ pub mod plan;
 pub mod policy;
 pub mod privs;
 pub mod profile;
+pub mod relay;
 pub mod rootfs;
 pub mod seccomp;
 pub mod spawn;

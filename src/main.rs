@@ -155,7 +155,9 @@ fn main() -> ExitCode {
         Command::Run(a) => run(a),
         Command::Plan(a) => match build(a) {
             Ok(plan) => {
-                print!("{plan}");
+                use std::io::Write;
+                // A reader that stops early (`moat plan | head`) is not an error.
+                let _ = write!(std::io::stdout().lock(), "{plan}");
                 0
             }
             Err(e) => {
@@ -165,14 +167,13 @@ fn main() -> ExitCode {
         },
         Command::Check { json } => {
             let report = moat::check::probe();
-            if *json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report).expect("serializable")
-                );
+            use std::io::Write;
+            let text = if *json {
+                serde_json::to_string_pretty(&report).expect("the findings serialize") + "\n"
             } else {
-                print!("{}", report.render());
-            }
+                report.render()
+            };
+            let _ = std::io::stdout().lock().write_all(text.as_bytes());
             if report.usable() {
                 0
             } else {

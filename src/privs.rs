@@ -78,6 +78,27 @@ struct CapData {
 
 const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 
+/// Drops supplementary groups with the raw system call. glibc's setgroups (like its
+/// setres[ug]id) signals every thread the process had to change ids in step; in a
+/// child cloned from a multi-threaded parent those threads do not exist, and the call
+/// would wait for them forever. The child has one thread, so the raw call is exact.
+pub fn set_groups_none() -> libc::c_int {
+    // SAFETY: setgroups with an empty list.
+    unsafe { libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) as libc::c_int }
+}
+
+/// Sets real, effective and saved gid then uid, with raw system calls (see
+/// `set_groups_none` for why not glibc's).
+pub fn set_ids(uid: u32, gid: u32) -> libc::c_int {
+    // SAFETY: id system calls with plain integers.
+    unsafe {
+        if libc::syscall(libc::SYS_setresgid, gid, gid, gid) < 0 {
+            return -1;
+        }
+        libc::syscall(libc::SYS_setresuid, uid, uid, uid) as libc::c_int
+    }
+}
+
 /// Takes the calling process from "every capability in its own user namespace" to
 /// "none, for good", as `uid`/`gid`. `drop_groups`: also drop supplementary groups
 /// (possible only when the caller was root, and needed then: they would be root's).
@@ -124,10 +145,9 @@ pub fn drop_all(uid: u32, gid: u32, drop_groups: bool) -> Result<(), (PrivStep, 
             PrivStep::Ambient,
         )?;
         if drop_groups {
-            check(libc::setgroups(0, std::ptr::null()), PrivStep::Groups)?;
+            check(set_groups_none(), PrivStep::Groups)?;
         }
-        check(libc::setresgid(gid, gid, gid), PrivStep::Ids)?;
-        check(libc::setresuid(uid, uid, uid), PrivStep::Ids)?;
+        check(set_ids(uid, gid), PrivStep::Ids)?;
         // With SECBIT_NO_SETUID_FIXUP the id change kept the capability sets; clear
         // effective, permitted and inheritable explicitly.
         let header = CapHeader {

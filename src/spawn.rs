@@ -380,14 +380,11 @@ fn child_main(p: &Prepared) -> ! {
     // Become the inside ids now, while keeping every capability of this user namespace
     // (the old id was not the namespace's root, so nothing is cleared): files the root
     // build creates are then owned by an id that exists inside.
-    // SAFETY: id calls with plain integers.
-    unsafe {
-        if p.drop_groups && libc::setgroups(0, std::ptr::null()) < 0 {
-            fail(p, STAGE_IDS, 0, errno());
-        }
-        if libc::setresgid(p.gid, p.gid, p.gid) < 0 || libc::setresuid(p.uid, p.uid, p.uid) < 0 {
-            fail(p, STAGE_IDS, 1, errno());
-        }
+    if p.drop_groups && privs::set_groups_none() < 0 {
+        fail(p, STAGE_IDS, 0, errno());
+    }
+    if privs::set_ids(p.uid, p.gid) < 0 {
+        fail(p, STAGE_IDS, 1, errno());
     }
     if let Err((step, e)) = p.mounts.apply() {
         fail(p, STAGE_MOUNT, step, e);

@@ -1,0 +1,187 @@
+//! Output relay: when output is capped, the program writes into pipes and moat copies
+//! each stream to its real destination, counting bytes. Up to the cap every byte
+//! arrives, in order, on the stream it was written to; at the cap the relay stops
+//! copying and has the jail killed, then drains the pipes until every writer is gone,
+//! so nothing below the cap is lost even when the program dies mid-write.
+
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+/// One relayed stream: the read end of the program's pipe and where its bytes go.
+pub struct Stream {
+    pub from: OwnedFd,
+    pub to: RawFd,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Relayed {
+    /// Bytes delivered per stream, in the order given.
+    pub delivered: [u64; 2],
+    /// The program wrote more than the cap.
+    pub exceeded: bool,
+}
+
+fn write_all(fd: RawFd, mut buf: &[u8]) -> bool {
+    while !buf.is_empty() {
+        // SAFETY: write from a live slice.
+        let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+        if n < 0 {
+            if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return false;
+        }
+        buf = &buf[n as usize..];
+    }
+    true
+}
+
+/// Copies the streams until all reach end of file. `cap` bounds the total of all
+/// streams together; `exceeded` is called once when a write would pass it.
+pub fn run(streams: &[Stream], cap: u64, exceeded: &dyn Fn()) -> Relayed {
+    let mut out = Relayed::default();
+    let mut total = 0u64;
+    let mut open: Vec<bool> = vec![true; streams.len()];
+    // Destinations that failed (a closed pipe on moat's side) are dropped silently:
+    // the program's verdict must not depend on who reads moat's output.
+    let mut dest_ok: Vec<bool> = vec![true; streams.len()];
+    let mut buf = vec![0u8; 64 * 1024];
+    while open.iter().any(|o| *o) {
+        let mut fds: Vec<libc::pollfd> = streams
+            .iter()
+            .zip(&open)
+            .map(|(s, o)| libc::pollfd {
+                fd: if *o { s.from.as_raw_fd() } else { -1 },
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        // SAFETY: poll on a live array of pollfd.
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+        if r < 0 {
+            if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            break;
+        }
+        for (i, pfd) in fds.iter().enumerate() {
+            if pfd.fd < 0 || pfd.revents == 0 {
+                continue;
+            }
+            // SAFETY: read into our buffer.
+            let n = unsafe { libc::read(pfd.fd, buf.as_mut_ptr().cast(), buf.len()) };
+            if n < 0 {
+                if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                    continue;
+                }
+                open[i] = false;
+                continue;
+            }
+            if n == 0 {
+                open[i] = false;
+                continue;
+            }
+            let n = n as u64;
+            let room = cap.saturating_sub(total);
+            let take = n.min(room);
+            if take > 0 && dest_ok[i] {
+                dest_ok[i] = write_all(streams[i].to, &buf[..take as usize]);
+            }
+            if take > 0 {
+                out.delivered[i.min(1)] += take;
+            }
+            total += take;
+            if n > take && !out.exceeded {
+                out.exceeded = true;
+                exceeded();
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::os::fd::FromRawFd;
+
+    fn pipe() -> (OwnedFd, OwnedFd) {
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 into a stack array.
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        // SAFETY: fresh descriptors.
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+    }
+
+    #[test]
+    fn cuts_exactly_at_the_cap_and_drains() {
+        let (r1, w1) = pipe();
+        let (r2, w2) = pipe();
+        let (sink_r, sink_w) = pipe();
+        let (sink2_r, sink2_w) = pipe();
+        let writer = std::thread::spawn(move || {
+            let mut f1 = std::fs::File::from(w1);
+            let mut f2 = std::fs::File::from(w2);
+            for _ in 0..100 {
+                f1.write_all(&[b'a'; 1000]).unwrap();
+                f2.write_all(&[b'b'; 10]).unwrap();
+            }
+        });
+        let collect = |r: OwnedFd| {
+            std::thread::spawn(move || {
+                let mut v = Vec::new();
+                std::fs::File::from(r).read_to_end(&mut v).unwrap();
+                v
+            })
+        };
+        let (c1, c2) = (collect(sink_r), collect(sink2_r));
+        let hits = std::sync::atomic::AtomicUsize::new(0);
+        let streams = [
+            Stream {
+                from: r1,
+                to: sink_w.as_raw_fd(),
+            },
+            Stream {
+                from: r2,
+                to: sink2_w.as_raw_fd(),
+            },
+        ];
+        let got = run(&streams, 50_000, &|| {
+            hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        });
+        writer.join().unwrap();
+        drop(sink_w);
+        drop(sink2_w);
+        let (o1, o2) = (c1.join().unwrap(), c2.join().unwrap());
+        assert!(got.exceeded);
+        assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(o1.len() + o2.len(), 50_000);
+        assert_eq!(got.delivered, [o1.len() as u64, o2.len() as u64]);
+        assert!(o1.iter().all(|b| *b == b'a') && o2.iter().all(|b| *b == b'b'));
+    }
+
+    #[test]
+    fn below_the_cap_everything_arrives() {
+        let (r, w) = pipe();
+        let (sink_r, sink_w) = pipe();
+        let writer = std::thread::spawn(move || {
+            std::fs::File::from(w).write_all(b"hello").unwrap();
+        });
+        let got = run(
+            &[Stream {
+                from: r,
+                to: sink_w.as_raw_fd(),
+            }],
+            1 << 20,
+            &|| panic!("not exceeded"),
+        );
+        writer.join().unwrap();
+        drop(sink_w);
+        let mut s = String::new();
+        std::fs::File::from(sink_r).read_to_string(&mut s).unwrap();
+        assert_eq!(
+            (s.as_str(), got.exceeded, got.delivered[0]),
+            ("hello", false, 5)
+        );
+    }
+}
