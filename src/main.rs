@@ -55,9 +55,45 @@ struct RunArgs {
     /// Add K=V to the program's environment.
     #[arg(long, value_name = "K=V")]
     env: Vec<String>,
+    /// CPU time of the whole process tree, e.g. 2s.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    cpu_time: Option<std::time::Duration>,
     /// Wall-clock limit, e.g. 5s or 1500ms.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     wall_time: Option<std::time::Duration>,
+    /// Memory of the whole process tree, e.g. 256MiB.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    memory: Option<u64>,
+    /// Processes and threads at once.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    processes: Option<u64>,
+    /// Bytes of stdout and stderr together; output past it is cut and the run ends.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    output: Option<u64>,
+    /// Largest file the program may write.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    file_size: Option<u64>,
+    /// Stack size.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    stack: Option<u64>,
+    /// Open file descriptors.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    open_files: Option<u64>,
+    /// Address-space limit (RLIMIT_AS); off by default, it breaks JVM, Go and V8.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    address_space: Option<u64>,
+    /// Read the program's stdin from FILE.
+    #[arg(long, value_name = "FILE")]
+    stdin: Option<PathBuf>,
+    /// Write the program's stdout to FILE.
+    #[arg(long, value_name = "FILE")]
+    stdout: Option<PathBuf>,
+    /// Write the program's stderr to FILE.
+    #[arg(long, value_name = "FILE")]
+    stderr: Option<PathBuf>,
+    /// A delegated cgroup v2 directory to create the run's cgroup in.
+    #[arg(long, value_name = "DIR")]
+    cgroup: Option<PathBuf>,
     /// The program and its arguments.
     #[arg(last = true, required = true, value_name = "PROGRAM")]
     command: Vec<OsString>,
@@ -65,6 +101,10 @@ struct RunArgs {
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     moat::units::parse_duration(s).map_err(|e| e.to_string())
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    moat::units::parse_size(s).map_err(|e| e.to_string())
 }
 
 fn overrides(a: &RunArgs) -> Result<Overrides, moat::Error> {
@@ -91,7 +131,17 @@ fn overrides(a: &RunArgs) -> Result<Overrides, moat::Error> {
         binds,
         cwd: a.cwd.clone(),
         env,
-        wall_time: a.wall_time,
+        limits: moat::policy::Limits {
+            cpu_time: a.cpu_time,
+            wall_time: a.wall_time,
+            memory: a.memory,
+            processes: a.processes,
+            output: a.output,
+            file_size: a.file_size,
+            stack: a.stack,
+            open_files: a.open_files,
+            address_space: a.address_space,
+        },
     })
 }
 
@@ -114,7 +164,15 @@ fn write_report(a: &RunArgs, outcome: &moat::Outcome) {
 }
 
 fn run(a: &RunArgs) -> u8 {
-    let outcome = match build(a).and_then(|plan| moat::run(&plan).map_err(moat::Error::from)) {
+    let options = moat::RunOptions {
+        stdin: a.stdin.clone(),
+        stdout: a.stdout.clone(),
+        stderr: a.stderr.clone(),
+        cgroup: a.cgroup.clone(),
+    };
+    let outcome = match build(a)
+        .and_then(|plan| moat::run_with(&plan, &options).map_err(moat::Error::from))
+    {
         Ok(outcome) => outcome,
         Err(e) => {
             eprintln!("moat: {e}");

@@ -6,11 +6,11 @@
 //! jails monitored from several threads of one process never see each other's events.
 
 use crate::outcome::Violation;
-use crate::seccomp;
 use crate::spawn::Jail;
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
+use crate::{accounting, relay, seccomp};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
 const PTRACE_GET_SYSCALL_INFO: libc::c_uint = 0x420e;
@@ -32,15 +32,130 @@ struct SyscallInfo {
     pad2: u32,
 }
 
+/// What the monitor enforces besides the syscall policy.
+pub struct Supervision<'a> {
+    pub started: Instant,
+    pub wall: Option<Duration>,
+    /// CPU time of the whole tree; checked every `SAMPLE` from `cpu_source` (a cgroup)
+    /// or, without one, from /proc.
+    pub cpu: Option<Duration>,
+    pub cpu_source: Option<&'a (dyn Fn() -> Option<Duration> + Sync)>,
+    /// A memory limit the monitor enforces itself (none when a cgroup does).
+    pub memory: Option<u64>,
+    /// Output streams to relay, and the cap on their total.
+    pub relay: Vec<relay::Stream>,
+    pub output_cap: u64,
+}
+
+/// How often CPU time and memory are sampled when a limit needs it.
+const SAMPLE: Duration = Duration::from_millis(10);
+
 /// What the loop saw.
 #[derive(Default)]
 pub struct Watch {
     pub program_status: Option<i32>,
     pub violation: Option<Violation>,
     pub wall_time_exceeded: bool,
+    pub cpu_time_exceeded: bool,
+    pub memory_exceeded: bool,
+    pub output_exceeded: bool,
     pub wall_time: Duration,
     /// Resource usage of init, which includes every process of the jail it reaped.
     pub rusage: Option<libc::rusage>,
+    /// Largest resident memory of the whole tree seen by sampling (0 if not sampled).
+    pub sampled_peak: u64,
+    /// The last CPU time sampled from /proc (user, system), if sampled: processes
+    /// killed with the jail may never be accounted to init.
+    pub sampled_cpu: Option<(Duration, Duration)>,
+    pub relayed: relay::Relayed,
+}
+
+/// Runs the loop until the jail's init and every tracee are reaped, enforcing the
+/// limits of `sup` from a sampler thread and relaying output from another.
+pub fn watch(jail: &Jail, sup: Supervision<'_>) -> Watch {
+    let mut w = Watch::default();
+    let wall_hit = AtomicBool::new(false);
+    let cpu_hit = AtomicBool::new(false);
+    let mem_hit = AtomicBool::new(false);
+    let out_hit = AtomicBool::new(false);
+    let peak = AtomicU64::new(0);
+    let last_cpu: Mutex<Option<(Duration, Duration)>> = Mutex::new(None);
+    // Processes and threads of the jail, for /proc sampling.
+    let live: Mutex<HashSet<libc::pid_t>> = Mutex::new(HashSet::from([jail.init]));
+    let sample_proc = (sup.cpu.is_some() && sup.cpu_source.is_none()) || sup.memory.is_some();
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    std::thread::scope(|scope| {
+        let needs_sampler = sup.wall.is_some() || sup.cpu.is_some() || sup.memory.is_some();
+        if needs_sampler {
+            let (wall_hit, cpu_hit, mem_hit, peak, live, sup, last_cpu) =
+                (&wall_hit, &cpu_hit, &mem_hit, &peak, &live, &sup, &last_cpu);
+            scope.spawn(move || loop {
+                let deadline = sup.wall.map(|w| w.saturating_sub(sup.started.elapsed()));
+                let polling = sup.cpu.is_some() || sup.memory.is_some();
+                let wait = match (deadline, polling) {
+                    (Some(d), true) => d.min(SAMPLE),
+                    (Some(d), false) => d,
+                    (None, _) => SAMPLE,
+                };
+                match done_rx.recv_timeout(wait) {
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    _ => return, // the run is over
+                }
+                if sup.wall.is_some_and(|w| sup.started.elapsed() >= w) {
+                    wall_hit.store(true, Ordering::SeqCst);
+                    jail.kill();
+                    return;
+                }
+                let sampled = sample_proc.then(|| {
+                    let pids = live.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                    accounting::sample(&pids)
+                });
+                if let Some(s) = sampled {
+                    peak.fetch_max(s.rss, Ordering::SeqCst);
+                    *last_cpu.lock().unwrap_or_else(|e| e.into_inner()) = Some((s.user, s.system));
+                    if sup.memory.is_some_and(|m| s.rss > m) {
+                        mem_hit.store(true, Ordering::SeqCst);
+                        jail.kill();
+                        return;
+                    }
+                }
+                if let Some(limit) = sup.cpu {
+                    let used = match sup.cpu_source {
+                        Some(source) => source(),
+                        None => sampled.map(|s| s.cpu()),
+                    };
+                    if used.is_some_and(|u| u >= limit) {
+                        cpu_hit.store(true, Ordering::SeqCst);
+                        jail.kill();
+                        return;
+                    }
+                }
+            });
+        }
+        let relay_thread = (!sup.relay.is_empty()).then(|| {
+            let (streams, cap, out_hit) = (&sup.relay, sup.output_cap, &out_hit);
+            scope.spawn(move || {
+                relay::run(streams, cap, &|| {
+                    out_hit.store(true, Ordering::SeqCst);
+                    jail.kill();
+                })
+            })
+        });
+        event_loop(jail, &mut w, &live);
+        w.wall_time = sup.started.elapsed();
+        drop(done_tx);
+        if let Some(t) = relay_thread {
+            // Every writer is gone once init is reaped, so the relay ends.
+            w.relayed = t.join().unwrap_or_default();
+        }
+    });
+    w.wall_time_exceeded = wall_hit.load(Ordering::SeqCst);
+    w.cpu_time_exceeded = cpu_hit.load(Ordering::SeqCst);
+    w.memory_exceeded = mem_hit.load(Ordering::SeqCst);
+    w.output_exceeded = out_hit.load(Ordering::SeqCst);
+    w.sampled_peak = peak.load(Ordering::SeqCst);
+    w.sampled_cpu = last_cpu.into_inner().unwrap_or_else(|e| e.into_inner());
+    w
 }
 
 fn cont(pid: libc::pid_t, request: libc::c_uint, sig: libc::c_int) {
@@ -77,31 +192,7 @@ fn syscall_info(pid: libc::pid_t) -> Option<SyscallInfo> {
     (r > 0 && info.op == PTRACE_SYSCALL_INFO_SECCOMP).then_some(info)
 }
 
-/// Runs the loop until the jail's init and every tracee are reaped.
-pub fn watch(jail: &Jail, wall_limit: Option<Duration>, started: Instant) -> Watch {
-    let mut w = Watch::default();
-    let timed_out = AtomicBool::new(false);
-    let (done_tx, done_rx) = mpsc::channel::<()>();
-    std::thread::scope(|scope| {
-        if let Some(limit) = wall_limit {
-            let timed_out = &timed_out;
-            scope.spawn(move || {
-                let left = limit.saturating_sub(started.elapsed());
-                if let Err(mpsc::RecvTimeoutError::Timeout) = done_rx.recv_timeout(left) {
-                    timed_out.store(true, Ordering::SeqCst);
-                    jail.kill();
-                }
-            });
-        }
-        event_loop(jail, &mut w);
-        w.wall_time = started.elapsed();
-        drop(done_tx);
-    });
-    w.wall_time_exceeded = timed_out.load(Ordering::SeqCst);
-    w
-}
-
-fn event_loop(jail: &Jail, w: &mut Watch) {
+fn event_loop(jail: &Jail, w: &mut Watch, live: &Mutex<HashSet<libc::pid_t>>) {
     let mut program: Option<libc::pid_t> = None;
     let mut ended: HashMap<libc::pid_t, i32> = HashMap::new();
     // Before the program's exec completes, every traced syscall is moat's own code in
@@ -126,6 +217,7 @@ fn event_loop(jail: &Jail, w: &mut Watch) {
                 w.rusage = Some(ru);
             }
             ended.insert(pid, status);
+            live.lock().unwrap_or_else(|e| e.into_inner()).remove(&pid);
             continue;
         }
         if !libc::WIFSTOPPED(status) {
@@ -146,8 +238,12 @@ fn event_loop(jail: &Jail, w: &mut Watch) {
                 }
             }
             libc::PTRACE_EVENT_FORK | libc::PTRACE_EVENT_VFORK | libc::PTRACE_EVENT_CLONE => {
+                let child = event_msg(pid).map(|p| p as libc::pid_t);
                 if pid == jail.init && program.is_none() {
-                    program = event_msg(pid).map(|p| p as libc::pid_t);
+                    program = child;
+                }
+                if let Some(c) = child {
+                    live.lock().unwrap_or_else(|e| e.into_inner()).insert(c);
                 }
                 cont(pid, libc::PTRACE_CONT, 0);
             }

@@ -77,13 +77,15 @@ pub struct Outcome {
     pub error: Option<ErrorInfo>,
     /// Each limit that was set, its value and how it was enforced.
     pub limits: Vec<LimitReport>,
+    /// Bytes of stdout and stderr delivered (counted only when output is relayed).
+    pub output_bytes: [u64; 2],
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LimitReport {
     pub name: &'static str,
     pub value: String,
-    pub enforced_by: &'static str,
+    pub enforced_by: String,
 }
 
 /// What the monitor saw, before it is turned into one verdict.
@@ -93,6 +95,9 @@ pub struct Observed {
     pub program_status: Option<i32>,
     pub violation: Option<Violation>,
     pub wall_time_exceeded: bool,
+    pub cpu_time_exceeded: bool,
+    pub memory_exceeded: bool,
+    pub output_exceeded: bool,
     pub setup_failure: Option<ErrorInfo>,
 }
 
@@ -109,8 +114,14 @@ impl Observed {
             Status::SetupError
         } else if self.violation.is_some() {
             Status::Violation
+        } else if self.memory_exceeded {
+            Status::MemoryLimit
+        } else if self.cpu_time_exceeded {
+            Status::CpuTimeLimit
         } else if self.wall_time_exceeded {
             Status::WallTimeLimit
+        } else if self.output_exceeded {
+            Status::OutputLimit
         } else {
             match (code, sig) {
                 (Some(0), _) => Status::Ok,
@@ -158,6 +169,7 @@ impl Outcome {
             violation: None,
             error: Some(ErrorInfo { kind, message }),
             limits: Vec::new(),
+            output_bytes: [0, 0],
         }
     }
 
@@ -207,9 +219,15 @@ mod tests {
         assert_eq!(o.verdict(), (Status::NonzeroExit, Some(25), None));
         o.program_status = Some(libc::SIGABRT);
         assert_eq!(o.verdict(), (Status::Signaled, None, Some(libc::SIGABRT)));
-        o.wall_time_exceeded = true;
+        o.output_exceeded = true;
         o.program_status = Some(libc::SIGKILL);
+        assert_eq!(o.verdict().0, Status::OutputLimit);
+        o.wall_time_exceeded = true;
         assert_eq!(o.verdict().0, Status::WallTimeLimit);
+        o.cpu_time_exceeded = true;
+        assert_eq!(o.verdict().0, Status::CpuTimeLimit);
+        o.memory_exceeded = true;
+        assert_eq!(o.verdict().0, Status::MemoryLimit);
         o.violation = Some(Violation {
             syscall: "socket".into(),
             nr: 41,

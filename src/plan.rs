@@ -6,7 +6,7 @@
 use crate::elf::{self, ElfError};
 use crate::ldcache::LdCache;
 use crate::outcome::ErrorKind;
-use crate::policy::{normalize, Policy};
+use crate::policy::{normalize, Limits, Policy};
 use crate::rootfs::{self, RootfsError, Tree};
 use crate::seccomp::{self, SeccompError};
 use crate::units::Dur;
@@ -130,9 +130,7 @@ impl Plan {
             .map(|(k, v)| cstring(format!("{k}={v}").as_bytes()))
             .collect::<Result<Vec<_>, _>>()?;
         let ids = IdMaps::for_current_caller(policy.uid, policy.gid);
-        // No core files: they would be written into the jail's working directory (or
-        // fail), and a dump of a killed sandboxee is of no use to the caller.
-        let rlimits = vec![(libc::RLIMIT_CORE, 0, 0)];
+        let rlimits = rlimits(&policy.limits);
         Ok(Plan {
             policy,
             program,
@@ -150,6 +148,32 @@ impl Plan {
         CString::new(self.program.as_os_str().as_bytes())
             .expect("paths from the file system have no NUL")
     }
+}
+
+/// The resource limits set in the program's process before exec. Soft and hard are
+/// equal, so raising them back (setrlimit) is impossible without privileges.
+pub fn rlimits(l: &Limits) -> Vec<(libc::__rlimit_resource_t, u64, u64)> {
+    // No core files: they would be written into the jail's working directory (or
+    // fail), and a dump of a killed sandboxee is of no use to the caller.
+    let mut out = vec![(libc::RLIMIT_CORE, 0, 0)];
+    let mut both = |r, v: Option<u64>| {
+        if let Some(v) = v {
+            out.push((r, v, v));
+        }
+    };
+    both(libc::RLIMIT_NOFILE, l.open_files);
+    both(libc::RLIMIT_FSIZE, l.file_size);
+    both(libc::RLIMIT_STACK, l.stack);
+    both(libc::RLIMIT_AS, l.address_space);
+    // Counted per user namespace (Linux >= 5.14), i.e. per jail; init is one of them.
+    both(libc::RLIMIT_NPROC, l.processes.map(|p| p + 1));
+    if let Some(cpu) = l.cpu_time {
+        // A backstop only: the monitor ends the run at the limit for the whole tree;
+        // this catches a single process if the monitor were ever late.
+        let soft = cpu.as_secs() + 2;
+        out.push((libc::RLIMIT_CPU, soft, soft + 1));
+    }
+    out
 }
 
 /// Finds the program as a shell would: a name with a `/` is a path (relative to the
@@ -267,13 +291,44 @@ impl fmt::Display for Plan {
             f,
             "privileges  setsid; all capabilities dropped, securebits locked; no_new_privs"
         )?;
-        writeln!(f, "rlimits     core=0")?;
+        let names = |r| match r {
+            libc::RLIMIT_CORE => "core",
+            libc::RLIMIT_NOFILE => "nofile",
+            libc::RLIMIT_FSIZE => "fsize",
+            libc::RLIMIT_STACK => "stack",
+            libc::RLIMIT_AS => "as",
+            libc::RLIMIT_NPROC => "nproc",
+            libc::RLIMIT_CPU => "cpu",
+            _ => "other",
+        };
+        let rl: Vec<String> = self
+            .rlimits
+            .iter()
+            .map(|(r, soft, hard)| {
+                if soft == hard {
+                    format!("{}={soft}", names(*r))
+                } else {
+                    format!("{}={soft}/{hard}", names(*r))
+                }
+            })
+            .collect();
+        writeln!(f, "rlimits     {}", rl.join(" "))?;
+        let l = &p.limits;
+        let d = |v: Option<std::time::Duration>| v.map_or("none".into(), |d| Dur(d).to_string());
+        let z = |v: Option<u64>| v.map_or("none".into(), |b| crate::units::Size(b).to_string());
+        let n = |v: Option<u64>| v.map_or("none".into(), |b| b.to_string());
         writeln!(
             f,
-            "limits      wall_time={}",
-            p.limits
-                .wall_time
-                .map_or("none".into(), |d| Dur(d).to_string())
+            "limits      cpu_time={} wall_time={} memory={} processes={} output={} file_size={} stack={} open_files={} address_space={}",
+            d(l.cpu_time),
+            d(l.wall_time),
+            z(l.memory),
+            n(l.processes),
+            z(l.output),
+            z(l.file_size),
+            z(l.stack),
+            n(l.open_files),
+            z(l.address_space)
         )?;
         writeln!(
             f,

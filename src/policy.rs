@@ -26,9 +26,35 @@ pub struct Tmpfs {
     pub size: u64,
 }
 
+/// Limits on the run; None means not limited by moat.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Limits {
+    pub cpu_time: Option<Duration>,
     pub wall_time: Option<Duration>,
+    pub memory: Option<u64>,
+    pub processes: Option<u64>,
+    pub output: Option<u64>,
+    pub file_size: Option<u64>,
+    pub stack: Option<u64>,
+    pub open_files: Option<u64>,
+    pub address_space: Option<u64>,
+}
+
+impl Limits {
+    /// Each limit set here, else the one in `base`.
+    pub fn over(&self, base: &Limits) -> Limits {
+        Limits {
+            cpu_time: self.cpu_time.or(base.cpu_time),
+            wall_time: self.wall_time.or(base.wall_time),
+            memory: self.memory.or(base.memory),
+            processes: self.processes.or(base.processes),
+            output: self.output.or(base.output),
+            file_size: self.file_size.or(base.file_size),
+            stack: self.stack.or(base.stack),
+            open_files: self.open_files.or(base.open_files),
+            address_space: self.address_space.or(base.address_space),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -58,7 +84,8 @@ pub struct Overrides {
     pub binds: Vec<Bind>,
     pub cwd: Option<PathBuf>,
     pub env: Vec<(String, String)>,
-    pub wall_time: Option<Duration>,
+    /// Limits that replace the profile's, one by one.
+    pub limits: Limits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -317,14 +344,7 @@ impl Policy {
             tmpfs.push(Tmpfs { path, size });
         }
 
-        let wall_time = match (&overrides.wall_time, &profile.limits.wall_time) {
-            (Some(w), _) => Some(*w),
-            (None, Some(w)) => Some(
-                units::parse_duration(w.get_ref())
-                    .map_err(|e| src.error(w.span(), "limits.wall_time", e.to_string()))?,
-            ),
-            (None, None) => None,
-        };
+        let limits = overrides.limits.over(&profile_limits(profile)?);
 
         Ok(Policy {
             profile: src.origin.clone(),
@@ -339,7 +359,7 @@ impl Policy {
             dev: fs.dev.unwrap_or(true),
             binds,
             tmpfs,
-            limits: Limits { wall_time },
+            limits,
             rules: syscall_rules(profile)?,
         })
     }
@@ -350,6 +370,48 @@ impl Policy {
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     }
+}
+
+fn profile_limits(profile: &Profile) -> Result<Limits, PolicyError> {
+    let src = &profile.source;
+    let l = &profile.limits;
+    let duration =
+        |v: &Option<toml::Spanned<String>>, key: &str| -> Result<Option<Duration>, PolicyError> {
+            v.as_ref()
+                .map(|v| {
+                    units::parse_duration(v.get_ref())
+                        .map_err(|e| src.error(v.span(), key, e.to_string()).into())
+                })
+                .transpose()
+        };
+    let size = |v: &Option<toml::Spanned<String>>, key: &str| -> Result<Option<u64>, PolicyError> {
+        v.as_ref()
+            .map(|v| {
+                units::parse_size(v.get_ref())
+                    .map_err(|e| src.error(v.span(), key, e.to_string()).into())
+            })
+            .transpose()
+    };
+    let count = |v: &Option<toml::Spanned<u64>>, key: &str| -> Result<Option<u64>, PolicyError> {
+        match v {
+            Some(n) if *n.get_ref() == 0 => {
+                Err(src.error(n.span(), key, "must be at least 1").into())
+            }
+            Some(n) => Ok(Some(*n.get_ref())),
+            None => Ok(None),
+        }
+    };
+    Ok(Limits {
+        cpu_time: duration(&l.cpu_time, "limits.cpu_time")?,
+        wall_time: duration(&l.wall_time, "limits.wall_time")?,
+        memory: size(&l.memory, "limits.memory")?,
+        processes: count(&l.processes, "limits.processes")?,
+        output: size(&l.output, "limits.output")?,
+        file_size: size(&l.file_size, "limits.file_size")?,
+        stack: size(&l.stack, "limits.stack")?,
+        open_files: count(&l.open_files, "limits.open_files")?,
+        address_space: size(&l.address_space, "limits.address_space")?,
+    })
 }
 
 fn absolute(
@@ -576,19 +638,61 @@ mod tests {
     }
 
     #[test]
+    fn limits_parse_with_units_and_flags_win() {
+        let text = "[limits]\ncpu_time = \"1500ms\"\nmemory = \"64MiB\"\nprocesses = 8\noutput = \"1MiB\"\nfile_size = \"16MiB\"\nstack = \"64MiB\"\nopen_files = 64\n";
+        let profile = Profile::parse(text, "l.toml").unwrap();
+        let p = Policy::resolve(&profile, &Overrides::default()).unwrap();
+        assert_eq!(p.limits.cpu_time, Some(Duration::from_millis(1500)));
+        assert_eq!(p.limits.memory, Some(64 << 20));
+        assert_eq!(p.limits.processes, Some(8));
+        assert_eq!(p.limits.output, Some(1 << 20));
+        assert_eq!(p.limits.open_files, Some(64));
+        assert_eq!(p.limits.address_space, None);
+        let o = Overrides {
+            limits: Limits {
+                memory: Some(32 << 20),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let p = Policy::resolve(&profile, &o).unwrap();
+        assert_eq!(
+            (p.limits.memory, p.limits.processes),
+            (Some(32 << 20), Some(8))
+        );
+        let err = parse("[limits]\nprocesses = 0\n").unwrap_err().to_string();
+        assert!(
+            err.starts_with("t.toml:2:13: limits.processes: must be at least 1"),
+            "{err}"
+        );
+        let err = parse("[limits]\nmemory = \"64\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("limits.memory") && err.contains("unit is required"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn overrides_apply() {
         let cwd = std::env::current_dir().unwrap();
         let o = Overrides {
             binds: vec![Bind::parse(".", false, &cwd).unwrap()],
             cwd: Some(cwd.clone()),
             env: vec![("LANG".into(), "C".into())],
-            wall_time: Some(Duration::from_secs(2)),
+            limits: Limits {
+                wall_time: Some(Duration::from_secs(2)),
+                memory: Some(1 << 20),
+                ..Default::default()
+            },
         };
         let p = Policy::load("default", &o).unwrap();
         assert_eq!(p.cwd, cwd);
         assert_eq!(p.binds.last().unwrap().dst, cwd);
         assert_eq!(p.env_value("LANG"), Some("C"));
         assert_eq!(p.limits.wall_time, Some(Duration::from_secs(2)));
+        assert_eq!(p.limits.memory, Some(1 << 20));
     }
 
     #[test]

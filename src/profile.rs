@@ -87,7 +87,22 @@ pub struct Tmpfs {
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
+    /// User + system CPU time of the whole process tree, e.g. "2s".
+    pub cpu_time: Option<Spanned<String>>,
     pub wall_time: Option<Spanned<String>>,
+    /// Memory of the whole tree, e.g. "256MiB".
+    pub memory: Option<Spanned<String>>,
+    /// Processes and threads the program may have at once (moat's init not counted).
+    pub processes: Option<Spanned<u64>>,
+    /// Bytes of stdout and stderr together.
+    pub output: Option<Spanned<String>>,
+    /// Largest file the program may write.
+    pub file_size: Option<Spanned<String>>,
+    pub stack: Option<Spanned<String>>,
+    pub open_files: Option<Spanned<u64>>,
+    /// An address-space limit (RLIMIT_AS). Off unless asked for: JVM, Go and V8
+    /// reserve far more address space than they use.
+    pub address_space: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]

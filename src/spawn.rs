@@ -35,11 +35,14 @@ pub const STAGE_RLIMIT: u32 = 9;
 pub const STAGE_PRIVS: u32 = 10;
 pub const STAGE_EXEC: u32 = 11;
 pub const STAGE_SIGNALS: u32 = 12;
+pub const STAGE_STDIO: u32 = 13;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpawnError {
     #[error("cannot create the jail's namespaces: {0}")]
     Namespaces(String),
+    #[error("cannot use the cgroup given: {0}")]
+    Cgroup(String),
     #[error("{what}: {source}")]
     Sys {
         what: &'static str,
@@ -67,6 +70,8 @@ struct Prepared<'a> {
     drop_groups: bool,
     err_fd: RawFd,
     go_fd: RawFd,
+    /// Descriptors to put on the program's 0, 1 and 2 (-1: keep moat's own).
+    stdio: [RawFd; 3],
     /// moat's command line in memory (arg_start, arg_end from /proc/self/stat), which
     /// init wipes: it never execs, and /proc/1/cmdline would show it to the program.
     args_area: Option<(usize, usize)>,
@@ -87,7 +92,7 @@ fn args_area() -> Option<(usize, usize)> {
 }
 
 impl<'a> Prepared<'a> {
-    fn new(plan: &'a Plan, err_fd: RawFd, go_fd: RawFd) -> Prepared<'a> {
+    fn new(plan: &'a Plan, err_fd: RawFd, go_fd: RawFd, stdio: [RawFd; 3]) -> Prepared<'a> {
         let ptrs = |v: &[CString]| {
             v.iter()
                 .map(|s| s.as_ptr())
@@ -124,6 +129,7 @@ impl<'a> Prepared<'a> {
             drop_groups: plan.ids.may_setgroups(),
             err_fd,
             go_fd,
+            stdio,
             args_area: args_area(),
             _plan: plan,
         }
@@ -206,13 +212,22 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), SpawnError> {
 /// Clones the jail and attaches the monitor. Returns once the child has been let go.
 /// Must be called from the thread that will run the monitor: ptrace ties a tracee to
 /// the thread that attached it.
-pub fn spawn(plan: &Plan) -> Result<Jail, SpawnError> {
+///
+/// `stdio`: descriptors for the program's stdin, stdout and stderr (-1 keeps moat's).
+/// `before_start`: runs with init's pid after the id maps are written and before init
+/// does anything, e.g. to put it into the run's cgroup (every process it starts then
+/// starts there too).
+pub fn spawn(
+    plan: &Plan,
+    stdio: [RawFd; 3],
+    before_start: &dyn Fn(libc::pid_t) -> std::io::Result<()>,
+) -> Result<Jail, SpawnError> {
     let (err_r, err_w) = pipe()?;
     let (go_r, go_w) = pipe()?;
     // The parent reads errors without blocking once the jail is gone.
     // SAFETY: fcntl on an fd we own.
     unsafe { libc::fcntl(err_r.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
-    let prepared = Prepared::new(plan, err_w.as_raw_fd(), go_r.as_raw_fd());
+    let prepared = Prepared::new(plan, err_w.as_raw_fd(), go_r.as_raw_fd(), stdio);
 
     let mut flags: libc::c_int = NAMESPACES.iter().fold(0, |acc, (_, f)| acc | f);
     let pid = loop {
@@ -266,6 +281,9 @@ pub fn spawn(plan: &Plan) -> Result<Jail, SpawnError> {
     if let Err(e) = plan.ids.write(pid) {
         return Err(abort(sys("writing the id maps")(e)));
     }
+    if let Err(e) = before_start(pid) {
+        return Err(abort(sys("placing the jail in its cgroup")(e)));
+    }
     // Attach before the child does anything: every process it starts is then traced
     // from birth, and EXITKILL kills the jail if moat itself dies.
     // SAFETY: PTRACE_SEIZE of our own child with an options word.
@@ -316,37 +334,33 @@ fn fail(p: &Prepared, stage: u32, index: u32, err: i32) -> ! {
     }
 }
 
-/// Closes every descriptor but stdio and `keep` (sorted), so nothing the parent holds,
-/// including other jails' pipes opened by other threads, reaches the jail.
-fn close_fds_except(keep: [RawFd; 2]) {
-    let mut keep = keep;
+/// Closes every descriptor but stdio and `keep` (-1 entries ignored), so nothing the
+/// parent holds, including other jails' pipes opened by other threads, reaches the
+/// jail. No allocation.
+fn close_fds_except(mut keep: [RawFd; 5]) {
     keep.sort_unstable();
-    let mut from: libc::c_uint = 3;
-    for k in keep.iter().copied().chain(std::iter::once(-1)) {
-        let to: libc::c_uint = if k < 0 {
-            libc::c_uint::MAX
-        } else {
-            (k as libc::c_uint).saturating_sub(1)
-        };
-        if k >= 0 && (k as libc::c_uint) < from {
-            continue;
+    let close = |from: libc::c_uint, to: libc::c_uint| {
+        if from > to {
+            return;
         }
-        if from <= to {
-            // SAFETY: close_range on our own descriptor table.
-            let r = unsafe { libc::syscall(libc::SYS_close_range, from, to, 0) };
-            if r < 0 {
-                // Kernels before 5.9: close one by one up to a sane bound.
-                let end = to.min(65_535);
-                for fd in from..=end {
-                    // SAFETY: closing a descriptor number we do not otherwise use.
-                    unsafe { libc::close(fd as RawFd) };
-                }
+        // SAFETY: close_range on our own descriptor table.
+        if unsafe { libc::syscall(libc::SYS_close_range, from, to, 0) } < 0 {
+            // Kernels before 5.9: close one by one up to a sane bound.
+            for fd in from..=to.min(65_535) {
+                // SAFETY: closing a descriptor number nothing else in the child uses.
+                unsafe { libc::close(fd as RawFd) };
             }
         }
-        if k >= 0 {
-            from = k as libc::c_uint + 1;
+    };
+    let mut from: libc::c_uint = 3;
+    for k in keep {
+        if k < 0 || (k as libc::c_uint) < from {
+            continue;
         }
+        close(from, k as libc::c_uint - 1);
+        from = k as libc::c_uint + 1;
     }
+    close(from, libc::c_uint::MAX);
 }
 
 /// The jail's first process (PID 1 inside). Never returns.
@@ -357,7 +371,7 @@ fn child_main(p: &Prepared) -> ! {
         // jail down if moat is killed.
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
     }
-    close_fds_except([p.err_fd, p.go_fd]);
+    close_fds_except([p.err_fd, p.go_fd, p.stdio[0], p.stdio[1], p.stdio[2]]);
     let mut byte = 0u8;
     // SAFETY: one-byte read into a stack variable.
     let n = unsafe { libc::read(p.go_fd, (&mut byte as *mut u8).cast(), 1) };
@@ -366,9 +380,20 @@ fn child_main(p: &Prepared) -> ! {
         // SAFETY: leave at once.
         unsafe { libc::_exit(125) };
     }
-    // SAFETY: closing our copy of the go pipe; a prctl on ourselves.
+    // SAFETY: descriptor operations on our own table; a prctl on ourselves.
     unsafe {
         libc::close(p.go_fd);
+        // The run's stdin/stdout/stderr (files, or the output relay's pipes).
+        for (target, fd) in p.stdio.iter().copied().enumerate() {
+            if fd >= 0 && fd != target as RawFd && libc::dup2(fd, target as RawFd) < 0 {
+                fail(p, STAGE_STDIO, target as u32, errno());
+            }
+        }
+        for fd in p.stdio {
+            if fd > 2 {
+                libc::close(fd);
+            }
+        }
         // Init is a copy of moat's memory and runs as the same uid as the program:
         // non-dumpable, the program can neither read it (/proc/1/mem, environ,
         // process_vm_readv) nor attach to it. Only now, since the parent had to
@@ -496,6 +521,7 @@ pub fn describe(plan: &Plan, f: &ChildFailure) -> String {
             .map_or("dropping privileges", PrivStep::describe)
             .to_string(),
         STAGE_SIGNALS => "resetting the signal mask".to_string(),
+        STAGE_STDIO => format!("connecting the program's fd {}", f.index),
         STAGE_EXEC => format!("executing {}", plan.program.display()),
         _ => format!("stage {}", f.stage),
     };

@@ -272,7 +272,10 @@ fn eight_jails_from_eight_threads_each_get_their_own_verdict() {
                 std::thread::spawn(move || {
                     let job = job(i);
                     let overrides = moat::Overrides {
-                        wall_time: job.wall_time,
+                        limits: moat::policy::Limits {
+                            wall_time: job.wall_time,
+                            ..Default::default()
+                        },
                         ..Default::default()
                     };
                     let policy = moat::Policy::load("default", &overrides).unwrap();

@@ -151,7 +151,7 @@ fn plan_prints_everything_and_runs_nothing() {
         "tmpfs    /dev (size=64KiB,mode=755,nosuid,nodev,noexec)",
         "bind     /dev/null (rw,nosuid,noexec)",
         "remount  /dev (ro)",
-        "limits      wall_time=3s",
+        "wall_time=3s",
         "  read                   allow",
         "  core: always denied: ptrace, bpf, mount",
     ] {

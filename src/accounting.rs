@@ -1,0 +1,113 @@
+//! Accounting from /proc, for hosts where no cgroup can be had: the CPU time and
+//! resident memory of the jail's processes, sampled by the monitor. A cgroup, where
+//! there is one, is exact and preferred; this is the fallback the report names.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sample {
+    /// User and system time of the live processes and of the children they reaped.
+    pub user: Duration,
+    pub system: Duration,
+    /// Resident memory of the live processes, summed.
+    pub rss: u64,
+}
+
+fn clock_ticks() -> u64 {
+    // SAFETY: sysconf has no side effects.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as u64
+    } else {
+        100
+    }
+}
+
+fn page_size() -> u64 {
+    // SAFETY: sysconf has no side effects.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if p > 0 {
+        p as u64
+    } else {
+        4096
+    }
+}
+
+/// User ticks (utime + cutime), system ticks (stime + cstime) and rss (pages) from
+/// the text of /proc/PID/stat. The command name may hold spaces and parentheses:
+/// fields are counted after the last `)`.
+pub fn parse_stat(text: &str) -> Option<(u64, u64, u64)> {
+    let rest = text.get(text.rfind(')')? + 1..)?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // f[0] is field 3 (state): field N is f[N - 3].
+    let num = |n: usize| f.get(n - 3)?.parse::<u64>().ok();
+    Some((num(14)? + num(16)?, num(15)? + num(17)?, num(24)?))
+}
+
+impl Sample {
+    pub fn cpu(&self) -> Duration {
+        self.user + self.system
+    }
+}
+
+/// The thread-group id from the text of /proc/PID/status.
+pub fn parse_tgid(text: &str) -> Option<i32> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Samples the processes among `pids` (thread ids are folded into their process).
+pub fn sample(pids: &HashSet<i32>) -> Sample {
+    let (hz, page) = (clock_ticks(), page_size());
+    let mut seen = HashSet::new();
+    let mut out = Sample::default();
+    for &pid in pids {
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+            continue;
+        };
+        let Some(tgid) = parse_tgid(&status) else {
+            continue;
+        };
+        if !seen.insert(tgid) {
+            continue;
+        }
+        // /proc/TGID/stat covers every thread of the process.
+        let Some((user, system, rss_pages)) = std::fs::read_to_string(format!("/proc/{tgid}/stat"))
+            .ok()
+            .and_then(|t| parse_stat(&t))
+        else {
+            continue;
+        };
+        out.user += Duration::from_micros(user * 1_000_000 / hz);
+        out.system += Duration::from_micros(system * 1_000_000 / hz);
+        out.rss += rss_pages * page;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_after_a_tricky_name() {
+        // comm with a space and a parenthesis
+        let mut fields = vec!["S".to_string()];
+        for n in 4..=52 {
+            fields.push(n.to_string());
+        }
+        let text = format!("42 (a b) c) {}\n", fields.join(" "));
+        assert_eq!(parse_stat(&text), Some((14 + 16, 15 + 17, 24)));
+        assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn samples_this_process() {
+        let me = std::process::id() as i32;
+        let s = sample(&HashSet::from([me]));
+        assert!(s.rss > 0);
+        assert_eq!(parse_tgid("Name:\tx\nTgid:\t77\n"), Some(77));
+    }
+}
