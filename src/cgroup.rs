@@ -235,12 +235,12 @@ pub struct Layout {
 }
 
 /// One line of /proc/self/mountinfo that matters here.
-struct Mount {
+pub(crate) struct Mount {
     /// The directory of the file system mounted (for cgroupfs: a cgroup path).
-    root: String,
-    point: PathBuf,
-    fstype: String,
-    super_options: Vec<String>,
+    pub(crate) root: String,
+    pub(crate) point: PathBuf,
+    pub(crate) fstype: String,
+    pub(crate) super_options: Vec<String>,
 }
 
 /// Undoes mountinfo's octal escapes (`\040` for a space, and so on).
@@ -267,7 +267,7 @@ fn unescape(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn parse_mountinfo(text: &str) -> Vec<Mount> {
+pub(crate) fn parse_mountinfo(text: &str) -> Vec<Mount> {
     text.lines()
         .filter_map(|line| {
             let (before, after) = line.split_once(" - ")?;

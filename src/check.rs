@@ -922,50 +922,15 @@ struct Mount {
     super_opts: Vec<String>,
 }
 
-/// Undo mountinfo's octal escapes (`\040` for a space and the like).
-fn unescape(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal = bytes
-            .get(i + 1..i + 4)
-            .filter(|d| bytes[i] == b'\\' && d.iter().all(|b| (b'0'..=b'7').contains(b)));
-        match octal {
-            Some(d) => {
-                let value = d.iter().fold(0u32, |v, b| v * 8 + u32::from(b - b'0'));
-                out.push(value as u8);
-                i += 4;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
+/// The mounts of a mountinfo text, parsed by the cgroup module (one parser for both).
 fn parse_mountinfo(text: &str) -> Vec<Mount> {
-    text.lines()
-        .filter_map(|line| {
-            let (before, after) = line.split_once(" - ")?;
-            let before: Vec<&str> = before.split(' ').collect();
-            let mut after = after.split(' ');
-            let fstype = after.next()?.to_string();
-            let _source = after.next();
-            let super_opts = after
-                .next()
-                .unwrap_or("")
-                .split(',')
-                .map(String::from)
-                .collect();
-            Some(Mount {
-                root: unescape(before.get(3)?),
-                point: unescape(before.get(4)?),
-                fstype,
-                super_opts,
-            })
+    crate::cgroup::parse_mountinfo(text)
+        .into_iter()
+        .map(|m| Mount {
+            root: m.root,
+            point: m.point.display().to_string(),
+            fstype: m.fstype,
+            super_opts: m.super_options,
         })
         .collect()
 }
