@@ -12,6 +12,8 @@ pub struct Sample {
     pub system: Duration,
     /// Resident memory of the live processes, summed.
     pub rss: u64,
+    /// The largest peak resident memory (VmHWM) of any one live process.
+    pub hwm: u64,
 }
 
 fn clock_ticks() -> u64 {
@@ -58,6 +60,17 @@ pub fn parse_tgid(text: &str) -> Option<i32> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// VmHWM in bytes from the text of /proc/PID/status.
+pub fn parse_hwm(text: &str) -> Option<u64> {
+    let kib = text.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
+    kib.trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(|k| k * 1024)
+}
+
 /// Samples the processes among `pids` (thread ids are folded into their process).
 pub fn sample(pids: &HashSet<i32>) -> Sample {
     let (hz, page) = (clock_ticks(), page_size());
@@ -73,6 +86,7 @@ pub fn sample(pids: &HashSet<i32>) -> Sample {
         if !seen.insert(tgid) {
             continue;
         }
+        out.hwm = out.hwm.max(parse_hwm(&status).unwrap_or(0));
         // /proc/TGID/stat covers every thread of the process.
         let Some((user, system, rss_pages)) = std::fs::read_to_string(format!("/proc/{tgid}/stat"))
             .ok()
@@ -108,6 +122,11 @@ mod tests {
         let me = std::process::id() as i32;
         let s = sample(&HashSet::from([me]));
         assert!(s.rss > 0);
+        assert!(s.hwm >= s.rss / 2);
         assert_eq!(parse_tgid("Name:\tx\nTgid:\t77\n"), Some(77));
+        assert_eq!(
+            parse_hwm("VmPeak:\t9 kB\nVmHWM:\t  1200 kB\n"),
+            Some(1200 * 1024)
+        );
     }
 }

@@ -84,11 +84,27 @@ pub fn watch(jail: &Jail, sup: Supervision<'_>) -> Watch {
     let live: Mutex<HashSet<libc::pid_t>> = Mutex::new(HashSet::from([jail.init]));
     let sample_proc = (sup.cpu.is_some() && sup.cpu_source.is_none()) || sup.memory.is_some();
     let (done_tx, done_rx) = mpsc::channel::<()>();
+    // Every kill takes one last look at the tree first: processes killed with the jail
+    // are never accounted to init (the kernel autoreaps them while the PID namespace
+    // is torn down), so their CPU time and peak memory would otherwise be lost.
+    let record = |s: accounting::Sample| {
+        peak.fetch_max(s.rss.max(s.hwm), Ordering::SeqCst);
+        let mut last = last_cpu.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_none_or(|(u, sy)| u + sy <= s.cpu()) {
+            *last = Some((s.user, s.system));
+        }
+    };
+    let end_run = || {
+        let pids = live.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        record(accounting::sample(&pids));
+        jail.kill();
+    };
+    let (record, end_run) = (&record, &end_run);
     std::thread::scope(|scope| {
         let needs_sampler = sup.wall.is_some() || sup.cpu.is_some() || sup.memory.is_some();
         if needs_sampler {
-            let (wall_hit, cpu_hit, mem_hit, peak, live, sup, last_cpu) =
-                (&wall_hit, &cpu_hit, &mem_hit, &peak, &live, &sup, &last_cpu);
+            let (wall_hit, cpu_hit, mem_hit, live, sup) =
+                (&wall_hit, &cpu_hit, &mem_hit, &live, &sup);
             scope.spawn(move || loop {
                 let deadline = sup.wall.map(|w| w.saturating_sub(sup.started.elapsed()));
                 let polling = sup.cpu.is_some() || sup.memory.is_some();
@@ -103,7 +119,7 @@ pub fn watch(jail: &Jail, sup: Supervision<'_>) -> Watch {
                 }
                 if sup.wall.is_some_and(|w| sup.started.elapsed() >= w) {
                     wall_hit.store(true, Ordering::SeqCst);
-                    jail.kill();
+                    end_run();
                     return;
                 }
                 let sampled = sample_proc.then(|| {
@@ -111,11 +127,10 @@ pub fn watch(jail: &Jail, sup: Supervision<'_>) -> Watch {
                     accounting::sample(&pids)
                 });
                 if let Some(s) = sampled {
-                    peak.fetch_max(s.rss, Ordering::SeqCst);
-                    *last_cpu.lock().unwrap_or_else(|e| e.into_inner()) = Some((s.user, s.system));
+                    record(s);
                     if sup.memory.is_some_and(|m| s.rss > m) {
                         mem_hit.store(true, Ordering::SeqCst);
-                        jail.kill();
+                        end_run();
                         return;
                     }
                 }
@@ -126,7 +141,7 @@ pub fn watch(jail: &Jail, sup: Supervision<'_>) -> Watch {
                     };
                     if used.is_some_and(|u| u >= limit) {
                         cpu_hit.store(true, Ordering::SeqCst);
-                        jail.kill();
+                        end_run();
                         return;
                     }
                 }
@@ -137,11 +152,11 @@ pub fn watch(jail: &Jail, sup: Supervision<'_>) -> Watch {
             scope.spawn(move || {
                 relay::run(streams, cap, &|| {
                     out_hit.store(true, Ordering::SeqCst);
-                    jail.kill();
+                    end_run();
                 })
             })
         });
-        event_loop(jail, &mut w, &live);
+        event_loop(jail, &mut w, &live, end_run);
         w.wall_time = sup.started.elapsed();
         drop(done_tx);
         if let Some(t) = relay_thread {
@@ -192,7 +207,7 @@ fn syscall_info(pid: libc::pid_t) -> Option<SyscallInfo> {
     (r > 0 && info.op == PTRACE_SYSCALL_INFO_SECCOMP).then_some(info)
 }
 
-fn event_loop(jail: &Jail, w: &mut Watch, live: &Mutex<HashSet<libc::pid_t>>) {
+fn event_loop(jail: &Jail, w: &mut Watch, live: &Mutex<HashSet<libc::pid_t>>, end_run: &dyn Fn()) {
     let mut program: Option<libc::pid_t> = None;
     let mut ended: HashMap<libc::pid_t, i32> = HashMap::new();
     // Before the program's exec completes, every traced syscall is moat's own code in
@@ -232,7 +247,7 @@ fn event_loop(jail: &Jail, w: &mut Watch, live: &Mutex<HashSet<libc::pid_t>>) {
                     }
                     // Leave the tracee stopped: killing init takes it down with the
                     // rest, and it must not run one more instruction.
-                    jail.kill();
+                    end_run();
                 } else {
                     cont(pid, libc::PTRACE_CONT, 0);
                 }
