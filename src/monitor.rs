@@ -90,7 +90,7 @@ pub fn watch(jail: &Jail, sup: Supervision<'_>) -> Watch {
     let record = |s: accounting::Sample| {
         peak.fetch_max(s.rss.max(s.hwm), Ordering::SeqCst);
         let mut last = last_cpu.lock().unwrap_or_else(|e| e.into_inner());
-        if last.is_none_or(|(u, sy)| u + sy <= s.cpu()) {
+        if !last.is_some_and(|(u, sy)| u + sy > s.cpu()) {
             *last = Some((s.user, s.system));
         }
     };
