@@ -103,7 +103,12 @@ fn io_err(what: &'static str) -> impl FnOnce(std::io::Error) -> SpawnError {
 
 fn host_layout() -> &'static cgroup::Layout {
     static LAYOUT: OnceLock<cgroup::Layout> = OnceLock::new();
-    LAYOUT.get_or_init(cgroup::Layout::detect)
+    LAYOUT.get_or_init(|| {
+        let layout = cgroup::Layout::detect();
+        // A moat killed with SIGKILL cannot remove its cgroup; the next one does.
+        cgroup::sweep_stale(&layout);
+        layout
+    })
 }
 
 /// As `run`, with the run's stdio and cgroup chosen by `opts`.
