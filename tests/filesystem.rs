@@ -188,7 +188,7 @@ fn expected_listing(mounts: &[Mount]) -> BTreeSet<String> {
 /// exactly what `moat plan` says the root holds.
 fn assert_root_is_the_plan(caller: Caller, opts: &[&str]) -> BTreeSet<String> {
     let walk = fixture("fs_walk");
-    let walk = walk.to_str().unwrap();
+    let walk = path_str(&walk);
     let mut args = opts.to_vec();
     args.extend(["--", walk]);
     let mounts = parse_mounts(&plan(caller, &args));
@@ -259,9 +259,9 @@ fn root_holds_exactly_the_planned_tree_with_binds_proc_and_tmpfs() {
                 "--profile",
                 &profile,
                 "--bind",
-                ro.path().to_str().unwrap(),
+                path_str(ro.path()),
                 "--bind-rw",
-                rw.path().to_str().unwrap(),
+                path_str(rw.path()),
                 "--bind",
                 &relocated,
             ],
@@ -291,12 +291,12 @@ fn dynamic_c_and_cpp_programs_run_with_their_libraries() {
     let c = fixture("fs_double_c");
     let cpp = fixture("fs_double_cpp");
     for caller in callers() {
-        let p = plan(caller, &["--", c.to_str().unwrap()]);
+        let p = plan(caller, &["--", path_str(&c)]);
         assert!(p.contains("\nloader      /"), "dynamically linked:\n{p}");
-        let run = moat_run_stdin(caller, &["--", c.to_str().unwrap()], b"21\n");
+        let run = moat_run_stdin(caller, &["--", path_str(&c)], b"21\n");
         assert_run(&run, "ok", 0, "42\n");
 
-        let p = plan(caller, &["--", cpp.to_str().unwrap()]);
+        let p = plan(caller, &["--", path_str(&cpp)]);
         let files = plan_files(&p);
         for lib in ["libstdc++.so", "libm.so", "libgcc_s.so", "libc.so"] {
             assert!(
@@ -304,7 +304,7 @@ fn dynamic_c_and_cpp_programs_run_with_their_libraries() {
                 "{lib} not among the C++ program's files: {files:#?}"
             );
         }
-        let run = moat_run_stdin(caller, &["--", cpp.to_str().unwrap()], b"-17\n");
+        let run = moat_run_stdin(caller, &["--", path_str(&cpp)], b"-17\n");
         assert_run(&run, "ok", 0, "double is -34\n");
     }
 }
@@ -347,7 +347,7 @@ fn origin_rpath_library_is_found() {
     for caller in callers() {
         let dir = scratch();
         let prog = build_greet(dir.path());
-        let prog = prog.to_str().unwrap();
+        let prog = path_str(&prog);
         let files = plan_files(&plan(caller, &["--", prog]));
         let lib = dir.path().join("lib/libfs_greet.so");
         assert!(files.contains(&lib.display().to_string()), "{files:#?}");
@@ -365,14 +365,23 @@ fn origin_rpath_library_is_found_with_proc() {
         let prog = build_greet(dir.path());
         let run = moat_run(
             caller,
-            &[
-                "--profile",
-                &profile("fs_proc"),
-                "--",
-                prog.to_str().unwrap(),
-            ],
+            &["--profile", &profile("fs_proc"), "--", path_str(&prog)],
         );
         assert_run(&run, "ok", 0, "greetings, jail, from libfs_greet\n");
+    }
+}
+
+/// Asserts a setup error (exit 125, nothing on stdout) whose message, in the report and
+/// on stderr alike, contains every one of `parts`; `what` heads the failure message.
+#[track_caller]
+fn assert_setup_error_naming(run: &Run, parts: &[&str], what: &str) {
+    assert_run(run, "setup_error", 125, "");
+    let message = run.report["error"]["message"].as_str().unwrap_or("");
+    for text in [message, run.stderr.as_str()] {
+        assert!(
+            parts.iter().all(|part| text.contains(part)),
+            "{what}: {run:#?}"
+        );
     }
 }
 
@@ -382,15 +391,12 @@ fn deleted_needed_library_is_a_setup_error_naming_it() {
         let dir = scratch();
         let prog = build_greet(dir.path());
         std::fs::remove_file(dir.path().join("lib/libfs_greet.so")).unwrap();
-        let run = moat_run(caller, &["--", prog.to_str().unwrap()]);
-        assert_run(&run, "setup_error", 125, "");
-        let message = run.report["error"]["message"].as_str().unwrap_or("");
-        for text in [message, run.stderr.as_str()] {
-            assert!(
-                text.contains("libfs_greet.so") && text.contains(prog.to_str().unwrap()),
-                "the error names the library and the program: {run:#?}"
-            );
-        }
+        let run = moat_run(caller, &["--", path_str(&prog)]);
+        assert_setup_error_naming(
+            &run,
+            &["libfs_greet.so", path_str(&prog)],
+            "the error names the library and the program",
+        );
         assert_eq!(run.report["error"]["kind"], "setup", "{run:#?}");
         assert!(run.report["exit_code"].is_null(), "{run:#?}");
     }
@@ -415,7 +421,7 @@ fn host_lstat(path: &str) -> String {
 #[test]
 fn host_symlinks_on_the_library_paths_are_recreated() {
     let prog = fixture("fs_lstat");
-    let prog = prog.to_str().unwrap();
+    let prog = path_str(&prog);
     for caller in callers() {
         let p = plan(caller, &["--", prog]);
         let loader = p
@@ -489,10 +495,10 @@ fn parse_mountinfo(text: &str) -> Vec<MountInfo> {
 #[test]
 fn mount_flags_in_mountinfo() {
     let cat = fixture("fs_cat");
-    let cat = cat.to_str().unwrap();
+    let cat = path_str(&cat);
     for caller in callers() {
         let rw = scratch();
-        let rw_path = rw.path().to_str().unwrap();
+        let rw_path = path_str(rw.path());
         let profile = profile("fs_mounts");
         let opts = ["--profile", profile.as_str(), "--bind-rw", rw_path];
         let mut args = opts.to_vec();
@@ -586,7 +592,7 @@ fn mount_flags_in_mountinfo() {
 #[test]
 fn writing_under_the_root_fails_with_erofs() {
     let write = fixture("fs_write");
-    let write = write.to_str().unwrap();
+    let write = path_str(&write);
     for caller in callers() {
         for path in ["/fs_new_file", "/dev/fs_new_file", write] {
             let run = moat_run(caller, &["--", write, path, "x"]);
@@ -605,10 +611,10 @@ fn bind_rw_directory_is_writable_and_shared_with_the_host() {
             caller,
             &[
                 "--bind-rw",
-                dir.path().to_str().unwrap(),
+                path_str(dir.path()),
                 "--",
-                write.to_str().unwrap(),
-                out.to_str().unwrap(),
+                path_str(&write),
+                path_str(&out),
                 "hello from inside",
             ],
         );
@@ -616,11 +622,7 @@ fn bind_rw_directory_is_writable_and_shared_with_the_host() {
         assert_eq!(std::fs::read_to_string(&out).unwrap(), "hello from inside");
         // Written by the jail's uid 1000, which is 65534 outside (the caller's own id
         // for a non-root caller).
-        let expected_owner = match caller {
-            Caller::Unprivileged => 65534,
-            Caller::Current if nix::unistd::geteuid().is_root() => 65534,
-            Caller::Current => nix::unistd::geteuid().as_raw(),
-        };
+        let (expected_owner, _) = outside_ids(caller);
         assert_eq!(std::fs::metadata(&out).unwrap().uid(), expected_owner);
     }
 }
@@ -628,21 +630,20 @@ fn bind_rw_directory_is_writable_and_shared_with_the_host() {
 #[test]
 fn a_program_copied_into_a_writable_tmpfs_cannot_be_executed() {
     let prog = fixture("fs_noexec");
-    let prog = prog.to_str().unwrap();
-    for caller in callers() {
-        let run = moat_run(
-            caller,
-            &[
-                "--profile",
-                &profile("fs_exec"),
-                "--",
-                prog,
-                prog,
-                "/tmp/fs_copy",
-            ],
-        );
-        assert_run(&run, "ok", 0, "execve: EACCES\n");
-    }
+    let prog = path_str(&prog);
+    assert_run_as_callers(
+        &[
+            "--profile",
+            &profile("fs_exec"),
+            "--",
+            prog,
+            prog,
+            "/tmp/fs_copy",
+        ],
+        "ok",
+        0,
+        "execve: EACCES\n",
+    );
 }
 
 // 4. Minimal /dev, optional /proc.
@@ -650,7 +651,7 @@ fn a_program_copied_into_a_writable_tmpfs_cannot_be_executed() {
 #[test]
 fn dev_holds_exactly_the_five_devices() {
     let walk = fixture("fs_walk");
-    let walk = walk.to_str().unwrap();
+    let walk = path_str(&walk);
     let devices = ["full", "null", "random", "urandom", "zero"];
     for caller in callers() {
         let run = moat_run(caller, &["--", walk, "/dev"]);
@@ -689,34 +690,33 @@ fn check_listing(run: &Run, root: &str, want: &[String]) {
 #[test]
 fn dev_devices_behave() {
     let dev = fixture("fs_dev");
-    for caller in callers() {
-        let run = moat_run(caller, &["--", dev.to_str().unwrap()]);
-        assert_run(
-            &run,
-            "ok",
-            0,
-            "null: write 10, read 0\n\
-             zero: read 4096, all zero\n\
-             full: write -1 ENOSPC\n\
-             urandom: read 32+32, differ\n\
-             random: read 32+32, differ\n",
-        );
-    }
+    assert_run_as_callers(
+        &["--", path_str(&dev)],
+        "ok",
+        0,
+        "null: write 10, read 0\n\
+         zero: read 4096, all zero\n\
+         full: write -1 ENOSPC\n\
+         urandom: read 32+32, differ\n\
+         random: read 32+32, differ\n",
+    );
 }
 
 #[test]
 fn proc_is_absent_by_default() {
     let lstat = fixture("fs_lstat");
-    for caller in callers() {
-        let run = moat_run(caller, &["--", lstat.to_str().unwrap(), "/proc", "/sys"]);
-        assert_run(&run, "ok", 0, "/proc: ENOENT\n/sys: ENOENT\n");
-    }
+    assert_run_as_callers(
+        &["--", path_str(&lstat), "/proc", "/sys"],
+        "ok",
+        0,
+        "/proc: ENOENT\n/sys: ENOENT\n",
+    );
 }
 
 #[test]
 fn proc_shows_only_the_jails_processes() {
     let pids = fixture("fs_pids");
-    let pids = pids.to_str().unwrap();
+    let pids = path_str(&pids);
     for caller in callers() {
         let run = moat_run(caller, &["--profile", &profile("fs_proc"), "--", pids]);
         assert_run(&run, "ok", 0, "pids 1 2\nself 2\n");
@@ -733,36 +733,29 @@ fn proc_shows_only_the_jails_processes() {
 #[test]
 fn sized_tmpfs_fills_up_with_enospc() {
     let write = fixture("fs_write");
-    let write = write.to_str().unwrap();
+    let write = path_str(&write);
     let profile = profile("fs_small_tmp");
     for caller in callers() {
+        // Writes `count` times 16 bytes into `file`.
+        let fill = |file: &str, count: &str| {
+            moat_run(
+                caller,
+                &[
+                    "--profile",
+                    &profile,
+                    "--",
+                    write,
+                    file,
+                    "0123456789abcdef",
+                    count,
+                ],
+            )
+        };
         // 512 KiB fit.
-        let run = moat_run(
-            caller,
-            &[
-                "--profile",
-                &profile,
-                "--",
-                write,
-                "/tmp/half",
-                "0123456789abcdef",
-                "32768",
-            ],
-        );
+        let run = fill("/tmp/half", "32768");
         assert_run(&run, "ok", 0, "wrote 524288\n");
         // 2 MiB do not: ENOSPC after about 1 MiB.
-        let run = moat_run(
-            caller,
-            &[
-                "--profile",
-                &profile,
-                "--",
-                write,
-                "/tmp/big",
-                "0123456789abcdef",
-                "131072",
-            ],
-        );
+        let run = fill("/tmp/big", "131072");
         assert!(
             run.status() == "nonzero_exit" && run.code == 1,
             "{caller:?}: {run:#?}"
@@ -785,27 +778,9 @@ fn sized_tmpfs_fills_up_with_enospc() {
 /// Runs `moat run --report R ARGS` as `caller` from host directory `dir` with stdin from
 /// `stdin`.
 fn moat_run_in(caller: Caller, dir: &Path, args: &[&str], stdin: File) -> Run {
-    let rdir = scratch();
-    let report = rdir.path().join("report.json");
-    let out = command(caller)
-        .current_dir(dir)
-        .arg("run")
-        .arg("--report")
-        .arg(&report)
-        .args(args)
-        .stdin(Stdio::from(stdin))
-        .output()
-        .expect("run moat");
-    let report = std::fs::read_to_string(&report)
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or(serde_json::Value::Null);
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        report,
-    }
+    moat_run_with(caller, args, |cmd| {
+        cmd.current_dir(dir).stdin(Stdio::from(stdin));
+    })
 }
 
 #[test]
@@ -819,7 +794,7 @@ fn issue_example_bind_dot_cwd_relative_program() {
         std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).unwrap();
         let input = dir.path().join("input.txt");
         std::fs::write(&input, "21\n").unwrap();
-        let pwd = dir.path().to_str().unwrap();
+        let pwd = path_str(dir.path());
         // moat run --bind . --cwd "$PWD" -- ./prog < input.txt
         let run = moat_run_in(
             caller,
@@ -838,7 +813,7 @@ fn issue_example_bind_dot_cwd_relative_program() {
                 "--cwd",
                 pwd,
                 "--",
-                cat.to_str().unwrap(),
+                path_str(&cat),
                 "./input.txt",
             ],
             File::open("/dev/null").unwrap(),
@@ -850,9 +825,9 @@ fn issue_example_bind_dot_cwd_relative_program() {
 #[test]
 fn bind_src_dst_relocates_directories_and_files_read_only() {
     let cat = fixture("fs_cat");
-    let cat = cat.to_str().unwrap();
+    let cat = path_str(&cat);
     let write = fixture("fs_write");
-    let write = write.to_str().unwrap();
+    let write = path_str(&write);
     for caller in callers() {
         let dir = scratch();
         let input = dir.path().join("input.txt");
@@ -900,7 +875,7 @@ fn bind_src_dst_relocates_directories_and_files_read_only() {
 #[test]
 fn missing_bind_source_is_a_setup_error() {
     let cat = fixture("fs_cat");
-    let cat = cat.to_str().unwrap();
+    let cat = path_str(&cat);
     for caller in callers() {
         for (opt, spec) in [
             ("--bind", "/nonexistent/fs_missing_src"),
@@ -908,27 +883,23 @@ fn missing_bind_source_is_a_setup_error() {
             ("--bind-rw", "/nonexistent/fs_missing_src"),
         ] {
             let run = moat_run(caller, &[opt, spec, "--", cat, "/etc/hostname"]);
-            assert_run(&run, "setup_error", 125, "");
-            let message = run.report["error"]["message"].as_str().unwrap_or("");
-            for text in [message, run.stderr.as_str()] {
-                assert!(
-                    text.contains(&format!("{opt} {spec}")) && text.contains("does not exist"),
-                    "{caller:?}: the error names the option and the path: {run:#?}"
-                );
-            }
+            assert_setup_error_naming(
+                &run,
+                &[&format!("{opt} {spec}"), "does not exist"],
+                &format!("{caller:?}: the error names the option and the path"),
+            );
         }
         // The same in a profile: the error names the file, the key and the path.
         let profile = profile("fs_missing_bind");
         let run = moat_run(caller, &["--profile", &profile, "--", cat, "/etc/hostname"]);
-        assert_run(&run, "setup_error", 125, "");
-        let message = run.report["error"]["message"].as_str().unwrap_or("");
-        for text in [message, run.stderr.as_str()] {
-            assert!(
-                text.contains("fs_missing_bind.toml")
-                    && text.contains("filesystem.bind.src")
-                    && text.contains("/nonexistent/fs_missing_profile_src"),
-                "{caller:?}: {run:#?}"
-            );
-        }
+        assert_setup_error_naming(
+            &run,
+            &[
+                "fs_missing_bind.toml",
+                "filesystem.bind.src",
+                "/nonexistent/fs_missing_profile_src",
+            ],
+            &format!("{caller:?}"),
+        );
     }
 }

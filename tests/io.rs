@@ -25,7 +25,7 @@ struct RawRun {
 
 impl RawRun {
     fn status(&self) -> &str {
-        self.report["status"].as_str().unwrap_or("<no report>")
+        report_status(&self.report)
     }
 
     /// Everything about the run, with the streams shortened, for failure messages.
@@ -47,23 +47,26 @@ impl RawRun {
             self.report
         )
     }
+
+    /// Asserts the run's verdict and exit code, showing the run on failure.
+    #[track_caller]
+    fn assert_verdict(&self, ctx: &str, status: &str, code: i32) {
+        assert!(
+            self.status() == status && self.code == code,
+            "{ctx}: {}",
+            self.show()
+        );
+    }
 }
 
 fn run_raw(caller: Caller, args: &[&str], stdin: &[u8]) -> RawRun {
-    let dir = scratch();
-    let report = dir.path().join("report.json");
-    let mut cmd = command(caller);
-    cmd.arg("run").arg("--report").arg(&report).args(args);
-    let out = spawn_with_stdin(cmd, stdin);
-    let report = std::fs::read_to_string(&report)
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or(Value::Null);
+    let report = ReportFile::new();
+    let out = spawn_with_stdin(report.run(command(caller), args), stdin);
     RawRun {
         code: out.status.code().unwrap_or(-1),
         stdout: out.stdout,
         stderr: out.stderr,
-        report,
+        report: report.read(),
     }
 }
 
@@ -105,12 +108,8 @@ fn streams_pass_through_by_default() {
     let prog = fixture("io_echo");
     let input = binary_input();
     for caller in callers() {
-        let run = run_raw(caller, &["--", prog.to_str().unwrap()], &input);
-        assert!(
-            run.status() == "ok" && run.code == 0,
-            "{caller:?}: {}",
-            run.show()
-        );
+        let run = run_raw(caller, &["--", path_str(&prog)], &input);
+        run.assert_verdict(&format!("{caller:?}"), "ok", 0);
         assert_bytes(
             &format!("{caller:?} stdout"),
             &run.stdout,
@@ -152,24 +151,20 @@ fn redirects_go_to_files_and_not_to_moats_streams() {
                 .unwrap();
             let mut args = vec![
                 "--stdin",
-                fin.to_str().unwrap(),
+                path_str(&fin),
                 "--stdout",
-                fout.to_str().unwrap(),
+                path_str(&fout),
                 "--stderr",
-                ferr.to_str().unwrap(),
+                path_str(&ferr),
             ];
             if let Some(c) = cap {
                 args.extend(["--output", c]);
             }
-            args.extend(["--", prog.to_str().unwrap()]);
+            args.extend(["--", path_str(&prog)]);
             // moat's own stdin carries something else: the program must not see it.
             let run = run_raw(caller, &args, b"not this\n");
             let ctx = format!("{caller:?} cap={cap:?}");
-            assert!(
-                run.status() == "ok" && run.code == 0,
-                "{ctx}: {}",
-                run.show()
-            );
+            run.assert_verdict(&ctx, "ok", 0);
             assert!(
                 run.stdout.is_empty() && run.stderr.is_empty(),
                 "{ctx}: output leaked onto moat's own streams: {}",
@@ -194,12 +189,7 @@ fn redirects_go_to_files_and_not_to_moats_streams() {
         let fout = dir.path().join("out");
         let run = run_raw(
             caller,
-            &[
-                "--stdout",
-                fout.to_str().unwrap(),
-                "--",
-                prog.to_str().unwrap(),
-            ],
+            &["--stdout", path_str(&fout), "--", path_str(&prog)],
             b"abc\n",
         );
         assert!(
@@ -233,21 +223,12 @@ fn output_cap_cuts_exactly_and_loses_nothing_below_it() {
             let (fout, ferr) = (dir.path().join("out"), dir.path().join("err"));
             let mut args = vec!["--output", "1MiB"];
             if to_files {
-                args.extend([
-                    "--stdout",
-                    fout.to_str().unwrap(),
-                    "--stderr",
-                    ferr.to_str().unwrap(),
-                ]);
+                args.extend(["--stdout", path_str(&fout), "--stderr", path_str(&ferr)]);
             }
-            args.extend(["--", prog.to_str().unwrap(), &n, &n]);
+            args.extend(["--", path_str(&prog), &n, &n]);
             let run = run_raw(caller, &args, b"");
             let ctx = format!("{caller:?} to_files={to_files}");
-            assert!(
-                run.status() == "output_limit" && run.code == 153,
-                "{ctx}: {}",
-                run.show()
-            );
+            run.assert_verdict(&ctx, "output_limit", 153);
             let (out, err) = if to_files {
                 assert!(
                     run.stdout.is_empty() && run.stderr.is_empty(),
@@ -293,18 +274,14 @@ fn output_below_the_cap_survives_a_wall_time_kill() {
                 "--wall-time",
                 "1s",
                 "--",
-                prog.to_str().unwrap(),
+                path_str(&prog),
                 &n,
                 "0",
                 "sleep",
             ],
             b"",
         );
-        assert!(
-            run.status() == "wall_time_limit" && run.code == 124,
-            "{caller:?}: {}",
-            run.show()
-        );
+        run.assert_verdict(&format!("{caller:?}"), "wall_time_limit", 124);
         assert_bytes(
             &format!("{caller:?} stdout"),
             &run.stdout,
@@ -325,14 +302,9 @@ fn output_below_the_cap_survives_a_wall_time_kill() {
 /// end of input. A watchdog kills moat after 30 s so a deadlock fails instead of hanging.
 fn converse(caller: Caller, extra: &[&str]) {
     let prog = fixture("io_interactive");
-    let dir = scratch();
-    let report = dir.path().join("report.json");
-    let mut cmd = command(caller);
-    cmd.arg("run")
-        .arg("--report")
-        .arg(&report)
-        .args(extra)
-        .arg("--")
+    let report = ReportFile::new();
+    let mut cmd = report.run(command(caller), extra);
+    cmd.arg("--")
         .arg(&prog)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -390,10 +362,7 @@ fn converse(caller: Caller, extra: &[&str]) {
     let _ = done_tx.send(());
     watchdog.join().unwrap();
     let err = String::from_utf8_lossy(&err_reader.join().unwrap()).into_owned();
-    let report: Value = std::fs::read_to_string(&report)
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or(Value::Null);
+    let report = report.read();
     assert!(
         !fired.load(Ordering::SeqCst),
         "{ctx}: deadlock: moat was still running after 30 s and was killed ({failure:?})"

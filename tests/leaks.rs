@@ -6,6 +6,7 @@ use common::*;
 use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::path::Path;
+use std::time::Duration;
 
 /// Children of every thread of this process, as the kernel lists them (zombies too).
 /// Kernels without CONFIG_PROC_CHILDREN have no such file: then only the scan of every
@@ -25,12 +26,8 @@ fn task_children() -> Vec<String> {
 fn processes_parented_by_us() -> Vec<String> {
     let me = std::process::id().to_string();
     let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.parse::<u32>().is_err() {
-            continue;
-        }
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+    for pid in host_pids() {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
             continue;
         };
         // pid (comm) state ppid ...: comm may hold spaces, so split after its ')'.
@@ -43,13 +40,6 @@ fn processes_parented_by_us() -> Vec<String> {
         }
     }
     found
-}
-
-fn mountinfo_lines() -> usize {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .count()
 }
 
 fn entries_starting_with(dir: &Path, prefix: &str, except: &[&str]) -> BTreeSet<String> {
@@ -97,17 +87,10 @@ fn five_hundred_runs_leave_nothing_behind() {
         .unwrap();
     assert_eq!(processes_parented_by_us().len(), 1);
     probe.kill().unwrap();
-    let start = std::time::Instant::now();
-    let zombie_seen = loop {
+    let zombie_seen = poll(Duration::from_secs(5), Duration::from_millis(10), || {
         let ours = processes_parented_by_us();
-        if ours.len() == 1 && ours[0].contains(") Z ") {
-            break true;
-        }
-        if start.elapsed() > std::time::Duration::from_secs(5) {
-            break false;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    };
+        ours.len() == 1 && ours[0].contains(") Z ")
+    });
     assert!(zombie_seen, "a zombie child is seen too");
     probe.wait().unwrap();
 
@@ -121,7 +104,7 @@ fn five_hundred_runs_leave_nothing_behind() {
     let others = ["moat-test-", "moat-elf-"];
     let tmp_before = entries_starting_with(&std::env::temp_dir(), "moat", &[]);
     let host_tmp_before = entries_starting_with(host_tmp, "moat", &others);
-    let mounts_before = mountinfo_lines();
+    let mounts_before = mount_count();
     let fds_before = open_fds();
     assert_eq!(task_children(), Vec::<String>::new());
     assert_eq!(processes_parented_by_us(), Vec::<String>::new());
@@ -146,7 +129,7 @@ fn five_hundred_runs_leave_nothing_behind() {
         "processes whose parent is this process left after 500 runs"
     );
     assert_eq!(
-        mountinfo_lines(),
+        mount_count(),
         mounts_before,
         "mounts left in the caller's mount namespace after 500 runs"
     );

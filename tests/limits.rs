@@ -5,13 +5,10 @@
 
 mod common;
 use common::*;
+use std::fmt::Debug;
+use std::ops::RangeBounds;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-
-fn path(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// Runs `moat run [--profile PROFILE] OPTS -- PROG ARGS` as `caller`; also returns how
 /// long the moat command took.
@@ -22,17 +19,8 @@ fn lim_run(
     prog: &Path,
     args: &[&str],
 ) -> (Run, Duration) {
-    let prof = profile_name.map(profile);
-    let mut all: Vec<&str> = Vec::new();
-    if let Some(p) = &prof {
-        all.extend(["--profile", p.as_str()]);
-    }
-    all.extend_from_slice(opts);
-    all.push("--");
-    all.push(path(prog));
-    all.extend_from_slice(args);
     let start = Instant::now();
-    let run = moat_run(caller, &all);
+    let run = moat_run_profiled(caller, profile_name, opts, path_str(prog), args);
     (run, start.elapsed())
 }
 
@@ -42,6 +30,17 @@ fn figure(run: &Run, key: &str) -> u64 {
     run.report[key]
         .as_u64()
         .unwrap_or_else(|| panic!("report has no number {key}: {run:#?}"))
+}
+
+/// A number from the report that must lie in `range`; `ctx` says whose run it is.
+#[track_caller]
+fn figure_in(run: &Run, key: &str, range: impl RangeBounds<u64> + Debug, ctx: &str) -> u64 {
+    let value = figure(run, key);
+    assert!(
+        range.contains(&value),
+        "{ctx}: {key} = {value}, want {range:?}: {run:#?}"
+    );
+    value
 }
 
 /// The report names the limit `name` with a non-empty `enforced_by`.
@@ -86,53 +85,6 @@ fn assert_one_summary(run: &Run, status: &str, caller: Caller) {
     );
 }
 
-/// A string no other process on the host has in its argv, so the test can look for the
-/// jail's processes in the host's /proc.
-fn lim_marker(tag: &str) -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!(
-        "lim-marker-{tag}-{}-{nanos}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    )
-}
-
-/// Host pids of live processes with `marker` as one of their arguments.
-fn lim_marked_pids(marker: &str) -> Vec<i32> {
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        if cmdline.split(|&b| b == 0).any(|a| a == marker.as_bytes()) {
-            pids.push(pid);
-        }
-    }
-    pids
-}
-
-/// No process carrying `marker` is alive (any found is killed first, so a failing test
-/// leaves nothing running).
-#[track_caller]
-fn assert_tree_gone(marker: &str, what: &str) {
-    let left = lim_marked_pids(marker);
-    for &pid in &left {
-        // SAFETY: kill with a plain pid and signal.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    }
-    assert!(
-        left.is_empty(),
-        "{what}: processes of the jail still alive after moat returned: {left:?}"
-    );
-}
-
 // --- CPU time ---------------------------------------------------------------------
 
 #[test]
@@ -147,11 +99,7 @@ fn cpu_time_ends_a_spinning_loop_at_one_second() {
             &["spin"],
         );
         assert_run(&run, "cpu_time_limit", 124, "");
-        let cpu = figure(&run, "cpu_time_ms");
-        assert!(
-            (1000..=1200).contains(&cpu),
-            "{caller:?}: cpu_time_ms = {cpu}, want 1000..=1200: {run:#?}"
-        );
+        let cpu = figure_in(&run, "cpu_time_ms", 1000..=1200, &format!("{caller:?}"));
         assert_eq!(
             figure(&run, "user_time_ms") + figure(&run, "system_time_ms"),
             cpu,
@@ -168,11 +116,7 @@ fn cpu_time_counts_a_loop_that_polls_the_clock() {
     for caller in callers() {
         let (run, took) = lim_run(caller, None, &["--cpu-time", "2s"], &prog, &["clock"]);
         assert_run(&run, "cpu_time_limit", 124, "");
-        let cpu = figure(&run, "cpu_time_ms");
-        assert!(
-            (2000..=2500).contains(&cpu),
-            "{caller:?}: cpu_time_ms = {cpu}: {run:#?}"
-        );
+        figure_in(&run, "cpu_time_ms", 2000..=2500, &format!("{caller:?}"));
         // The program itself ends after 10 s of wall time.
         assert!(took < Duration::from_secs(9), "{caller:?}: took {took:?}");
     }
@@ -191,11 +135,7 @@ fn cpu_time_counts_the_children() {
         );
         // The parent only waits: only the child's CPU time can reach the limit.
         assert_run(&run, "cpu_time_limit", 124, "");
-        let cpu = figure(&run, "cpu_time_ms");
-        assert!(
-            (1000..=1500).contains(&cpu),
-            "{caller:?}: cpu_time_ms = {cpu}: {run:#?}"
-        );
+        figure_in(&run, "cpu_time_ms", 1000..=1500, &format!("{caller:?}"));
         assert_limit_reported(&run, "processes", caller);
     }
 }
@@ -214,11 +154,7 @@ fn cpu_time_holds_after_alarm_setitimer_and_setrlimit_from_inside() {
         assert_run(&run, "cpu_time_limit", 124, "");
         // The limit held at 1 s, not at the RLIMIT_CPU backstop (3 s, or 4 s once the
         // program raised its soft limit to the hard one).
-        let cpu = figure(&run, "cpu_time_ms");
-        assert!(
-            (1000..=1500).contains(&cpu),
-            "{caller:?}: cpu_time_ms = {cpu}: {run:#?}"
-        );
+        figure_in(&run, "cpu_time_ms", 1000..=1500, &format!("{caller:?}"));
         assert!(
             run.stderr
                 .contains("raise to infinity: Operation not permitted"),
@@ -234,7 +170,7 @@ fn wall_time_ends_sleep_pause_select_and_stop_and_the_whole_tree() {
     let prog = fixture("lim_block");
     for mode in ["sleep", "pause", "select", "stop"] {
         for caller in callers() {
-            let mark = lim_marker(mode);
+            let mark = marker("lim", mode);
             let (run, took) = lim_run(
                 caller,
                 Some("lim_block"),
@@ -243,16 +179,10 @@ fn wall_time_ends_sleep_pause_select_and_stop_and_the_whole_tree() {
                 &[mode, &mark],
             );
             assert_run(&run, "wall_time_limit", 124, "");
-            let wall = figure(&run, "wall_time_ms");
-            assert!(
-                (1000..1500).contains(&wall),
-                "{mode} as {caller:?}: wall_time_ms = {wall}: {run:#?}"
-            );
-            assert!(
-                took < Duration::from_secs(3),
-                "{mode} as {caller:?}: moat took {took:?}"
-            );
-            assert_tree_gone(&mark, &format!("{mode} as {caller:?}"));
+            let ctx = format!("{mode} as {caller:?}");
+            figure_in(&run, "wall_time_ms", 1000..1500, &ctx);
+            assert!(took < Duration::from_secs(3), "{ctx}: moat took {took:?}");
+            assert_none_alive(&mark, &ctx);
         }
     }
 }
@@ -274,16 +204,9 @@ fn a_killed_run_still_reports_the_cpu_and_memory_its_program_used() {
         assert_run(&run, "wall_time_limit", 124, "");
         // Touching 100 MiB then spinning: most of the 1.5 s is CPU time, even on a
         // loaded machine it is far above zero.
-        let cpu = figure(&run, "cpu_time_ms");
-        assert!(
-            (300..=1600).contains(&cpu),
-            "{caller:?}: cpu_time_ms = {cpu} for a program spinning until killed: {run:#?}"
-        );
-        let peak = figure(&run, "peak_memory_kib");
-        assert!(
-            peak >= 100 * 1024,
-            "{caller:?}: peak_memory_kib = {peak} for a program holding 100 MiB: {run:#?}"
-        );
+        let ctx = format!("{caller:?}, a program holding 100 MiB and spinning until killed");
+        figure_in(&run, "cpu_time_ms", 300..=1600, &ctx);
+        figure_in(&run, "peak_memory_kib", 100 * 1024.., &ctx);
     }
 }
 
@@ -298,11 +221,7 @@ fn memory_limit_ends_a_program_that_touches_80mib_of_64mib() {
         // A cgroup v1 reports its peak (memory.max_usage_in_bytes) capped at the limit:
         // exactly 64 MiB, or a little under it once the kernel reclaimed page cache; the
         // /proc fallback reports the program's own largest resident size (about 80 MiB).
-        let peak = figure(&run, "peak_memory_kib");
-        assert!(
-            peak >= 60 * 1024,
-            "{caller:?}: peak_memory_kib = {peak}: {run:#?}"
-        );
+        figure_in(&run, "peak_memory_kib", 60 * 1024.., &format!("{caller:?}"));
         assert_limit_reported(&run, "memory", caller);
     }
 }
@@ -313,10 +232,11 @@ fn static_array_of_400mib_runs_within_512mib() {
     for caller in callers() {
         let (run, _) = lim_run(caller, None, &["--memory", "512MiB"], &prog, &[]);
         assert_run(&run, "ok", 0, "102400\n");
-        let peak = figure(&run, "peak_memory_kib");
-        assert!(
-            peak >= 400 * 1024,
-            "{caller:?}: peak_memory_kib = {peak}: {run:#?}"
+        figure_in(
+            &run,
+            "peak_memory_kib",
+            400 * 1024..,
+            &format!("{caller:?}"),
         );
     }
 }
@@ -328,11 +248,8 @@ fn empty_main_peak_memory_is_small() {
         let (run, _) = lim_run(caller, None, &["--summary"], &prog, &[]);
         assert_run(&run, "ok", 0, "");
         assert_eq!(run.report["exit_code"], 0, "{run:#?}");
-        let peak = figure(&run, "peak_memory_kib");
-        assert!(
-            peak < 4096,
-            "{caller:?}: peak_memory_kib = {peak} for an empty main: {run:#?}"
-        );
+        let ctx = format!("{caller:?}, an empty main");
+        figure_in(&run, "peak_memory_kib", ..4096, &ctx);
         assert_one_summary(&run, "ok", caller);
     }
 }
@@ -428,30 +345,27 @@ fn file_size_limit_gives_efbig_or_output_limit() {
     let prog = fixture("lim_fsize");
     for caller in callers() {
         let dir = scratch();
-        let d = path(dir.path());
-        // SIGXFSZ ignored: the write fails with EFBIG and the program carries on.
-        let file = format!("{d}/ignored");
-        let (run, _) = lim_run(
-            caller,
-            None,
-            &["--file-size", "1MiB", "--bind-rw", d],
-            &prog,
-            &["ignore", &file],
-        );
-        assert_run(&run, "ok", 0, "EFBIG\n");
-        assert_eq!(std::fs::metadata(&file).unwrap().len(), 0, "{caller:?}");
-        assert_limit_reported(&run, "file_size", caller);
-        // SIGXFSZ at its default: the program dies of it, the verdict is output_limit.
-        let file = format!("{d}/killed");
-        let (run, _) = lim_run(
-            caller,
-            None,
-            &["--file-size", "1MiB", "--bind-rw", d],
-            &prog,
-            &["default", &file],
-        );
-        assert_run(&run, "output_limit", 153, "");
-        assert_eq!(std::fs::metadata(&file).unwrap().len(), 0, "{caller:?}");
+        let d = path_str(dir.path());
+        for (mode, file, status, code, stdout) in [
+            // SIGXFSZ ignored: the write fails with EFBIG and the program carries on.
+            ("ignore", "ignored", "ok", 0, "EFBIG\n"),
+            // SIGXFSZ at its default: the program dies of it, the verdict is output_limit.
+            ("default", "killed", "output_limit", 153, ""),
+        ] {
+            let file = format!("{d}/{file}");
+            let (run, _) = lim_run(
+                caller,
+                None,
+                &["--file-size", "1MiB", "--bind-rw", d],
+                &prog,
+                &[mode, &file],
+            );
+            assert_run(&run, status, code, stdout);
+            assert_eq!(std::fs::metadata(&file).unwrap().len(), 0, "{caller:?}");
+            if mode == "ignore" {
+                assert_limit_reported(&run, "file_size", caller);
+            }
+        }
     }
 }
 
@@ -461,7 +375,7 @@ fn file_size_limit_gives_efbig_or_output_limit() {
 fn fork_bomb_gets_eagain_and_ends_at_the_wall_time() {
     let prog = fixture("lim_forkbomb");
     for caller in callers() {
-        let mark = lim_marker("forkbomb");
+        let mark = marker("lim", "forkbomb");
         let (run, took) = lim_run(
             caller,
             Some("lim_fork"),
@@ -475,7 +389,7 @@ fn fork_bomb_gets_eagain_and_ends_at_the_wall_time() {
             "{caller:?}: fork never failed with EAGAIN: {run:#?}"
         );
         assert!(took < Duration::from_secs(6), "{caller:?}: took {took:?}");
-        assert_tree_gone(&mark, &format!("fork bomb as {caller:?}"));
+        assert_none_alive(&mark, &format!("fork bomb as {caller:?}"));
         // The host is unharmed: this process can still start another.
         let st = std::process::Command::new("true")
             .status()

@@ -6,84 +6,8 @@ mod common;
 use common::*;
 use std::ffi::OsString;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
-
-/// A string no other process on the host has in its argv: passed as the fixture's
-/// argv[1] so the test can find the jail's processes in the host's /proc.
-fn marker(tag: &str) -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!(
-        "mon-marker-{tag}-{}-{nanos}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    )
-}
-
-/// Host pids of live processes with `marker` as one of their arguments.
-fn marked_pids(marker: &str) -> Vec<i32> {
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        if cmdline
-            .split(|&b| b == 0)
-            .any(|arg| arg == marker.as_bytes())
-        {
-            pids.push(pid);
-        }
-    }
-    pids
-}
-
-/// Asserts that no process carrying `marker` is alive; kills any it finds first, so a
-/// failing test leaves nothing running either.
-#[track_caller]
-fn assert_none_alive(marker: &str, what: &str) {
-    let left = marked_pids(marker);
-    for &pid in &left {
-        // SAFETY: kill with a plain pid and signal.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    }
-    let details: Vec<String> = left
-        .iter()
-        .map(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            format!("{pid}: {}", stat.trim())
-        })
-        .collect();
-    assert!(
-        left.is_empty(),
-        "{what}: processes of the jail still alive after moat returned: {details:#?}"
-    );
-}
-
-/// Polls `f` every 20 ms until it holds or `limit` passes; returns whether it held.
-fn poll(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    loop {
-        if f() {
-            return true;
-        }
-        if start.elapsed() > limit {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn path(p: &std::path::Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// Runs a fixture that makes a violation from a thread or child while the main
 /// process is blocked for 30 s, and checks that the violation ends everything at once.
@@ -91,9 +15,9 @@ fn violation_from_descendant(fixture_name: &str, profile_name: &str) {
     let prog = fixture(fixture_name);
     let prof = profile(profile_name);
     for caller in callers() {
-        let mark = marker(fixture_name);
+        let mark = marker("mon", fixture_name);
         let start = Instant::now();
-        let run = moat_run(caller, &["--profile", &prof, "--", path(&prog), &mark]);
+        let run = moat_run(caller, &["--profile", &prof, "--", path_str(&prog), &mark]);
         let took = start.elapsed();
         assert_run(&run, "violation", 159, "");
         assert_eq!(run.report["violation"]["syscall"], "socket", "{run:#?}");
@@ -124,7 +48,7 @@ fn wall_time_ends_tree(fixture_name: &str) {
     let prog = fixture(fixture_name);
     let prof = profile("mon_fork");
     for caller in callers() {
-        let mark = marker(fixture_name);
+        let mark = marker("mon", fixture_name);
         let start = Instant::now();
         let run = moat_run(
             caller,
@@ -134,7 +58,7 @@ fn wall_time_ends_tree(fixture_name: &str) {
                 "--wall-time",
                 "1s",
                 "--",
-                path(&prog),
+                path_str(&prog),
                 &mark,
             ],
         );
@@ -182,15 +106,13 @@ fn killing_moat_leaves_no_process_of_the_jail() {
     let prog = fixture("mon_fork_sleepers");
     let prof = profile("mon_fork");
     for caller in callers() {
-        let mark = marker("sleepers");
-        let dir = scratch();
-        let report = dir.path().join("report.json");
-        let mut cmd = command(caller);
-        cmd.arg("run")
-            .arg("--report")
-            .arg(&report)
-            .args(["--profile", &prof, "--", path(&prog), &mark])
-            .stdin(Stdio::null())
+        let mark = marker("mon", "sleepers");
+        let report = ReportFile::new();
+        let mut cmd = report.run(
+            command(caller),
+            &["--profile", &prof, "--", path_str(&prog), &mark],
+        );
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         let mut moat = cmd.spawn().expect("start moat");
@@ -203,7 +125,9 @@ fn killing_moat_leaves_no_process_of_the_jail() {
                 .filter(|&p| p != moat_pid)
                 .collect()
         };
-        let started = poll(Duration::from_secs(10), || jail().len() >= 4);
+        let started = poll(Duration::from_secs(10), Duration::from_millis(20), || {
+            jail().len() >= 4
+        });
         if !started {
             let _ = moat.kill();
             let _ = moat.wait();
@@ -217,12 +141,14 @@ fn killing_moat_leaves_no_process_of_the_jail() {
             !status.success(),
             "{caller:?}: moat was not killed: {status:?}"
         );
-        let gone = poll(Duration::from_secs(5), || marked_pids(&mark).is_empty());
+        let gone = poll(Duration::from_secs(5), Duration::from_millis(20), || {
+            marked_pids(&mark).is_empty()
+        });
         if !gone {
             assert_none_alive(&mark, &format!("{caller:?}: 5 s after kill -9 of moat"));
         }
         assert!(
-            !report.exists(),
+            !report.path.exists(),
             "{caller:?}: a killed moat cannot have written a report"
         );
     }

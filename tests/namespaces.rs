@@ -13,17 +13,12 @@ use std::process::{Command, Stdio};
 /// that "outside = the caller's own ids" cannot be confused with "outside = 65534".
 const OTHER_UID: u32 = 1234;
 const OTHER_GID: u32 = 4321;
-const NOBODY: u32 = 65534;
 
 #[derive(Debug, Clone, Copy)]
 enum Who {
     Caller(Caller),
     /// uid 1234 / gid 4321 through setpriv (only when the tests run as root).
     Other,
-}
-
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
 }
 
 /// Every harness caller, plus the distinct rootless identity when we can become it.
@@ -50,42 +45,16 @@ fn who_command(who: Who) -> Command {
 
 /// The ids the jail's processes must have outside: 65534 for a root caller (never 0),
 /// the caller's own ids otherwise.
-fn outside_ids(who: Who) -> (u32, u32) {
+fn outside_ids_of(who: Who) -> (u32, u32) {
     match who {
-        Who::Caller(Caller::Current) if is_root() => (NOBODY, NOBODY),
-        Who::Caller(Caller::Current) => (
-            nix::unistd::geteuid().as_raw(),
-            nix::unistd::getegid().as_raw(),
-        ),
-        Who::Caller(Caller::Unprivileged) => (NOBODY, NOBODY),
+        Who::Caller(c) => outside_ids(c),
         Who::Other => (OTHER_UID, OTHER_GID),
     }
 }
 
 /// `moat run --report F ARGS` as `who`.
 fn run_as(who: Who, args: &[&str]) -> Run {
-    if let Who::Caller(c) = who {
-        return moat_run(c, args);
-    }
-    let dir = scratch();
-    let report = dir.path().join("report.json");
-    let mut cmd = who_command(who);
-    cmd.arg("run").arg("--report").arg(&report).args(args);
-    let out = spawn_with_stdin(cmd, b"");
-    let report = std::fs::read_to_string(&report)
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or(serde_json::Value::Null);
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        report,
-    }
-}
-
-fn path_str(p: &std::path::Path) -> &str {
-    p.to_str().unwrap()
+    moat_run_from(who_command(who), args, b"")
 }
 
 // ---------------------------------------------------------------- identity
@@ -124,7 +93,7 @@ fn id_maps_send_inside_1000_to_nobody_for_root_and_to_the_caller_otherwise() {
                 "/proc/self/gid_map",
             ],
         );
-        let (uid, gid) = outside_ids(who);
+        let (uid, gid) = outside_ids_of(who);
         assert_ne!(uid, 0);
         assert_ne!(gid, 0);
         // The kernel pads the columns; compare the numbers.
@@ -154,10 +123,7 @@ fn status_field(pid: i32, key: &str) -> String {
 /// The processes whose parent is `pid` (scanning /proc, which works everywhere).
 fn children_of(pid: i32) -> Vec<i32> {
     let mut kids = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(n) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
+    for n in host_pids() {
         let Ok(text) = std::fs::read_to_string(format!("/proc/{n}/status")) else {
             continue;
         };
@@ -179,14 +145,9 @@ fn children_of(pid: i32) -> Vec<i32> {
 fn from_outside_the_running_jail_holds_no_root_identity() {
     let prog = fixture("ns_wait_stdin");
     for who in everyone() {
-        let dir = scratch();
-        let report = dir.path().join("report.json");
-        let mut cmd = who_command(who);
-        cmd.arg("run")
-            .arg("--report")
-            .arg(&report)
-            .args(["--", path_str(&prog)])
-            .stdin(Stdio::piped())
+        let report = ReportFile::new();
+        let mut cmd = report.run(who_command(who), &["--", path_str(&prog)]);
+        cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("run moat");
@@ -203,7 +164,7 @@ fn from_outside_the_running_jail_holds_no_root_identity() {
         assert_eq!(progs.len(), 1, "{who:?}: init's children: {progs:?}");
         let program = progs[0];
 
-        let (uid, gid) = outside_ids(who);
+        let (uid, gid) = outside_ids_of(who);
         for (what, pid) in [("init", init), ("program", program)] {
             let ids = (
                 status_field(pid, "Uid"),
@@ -239,7 +200,7 @@ fn from_outside_the_running_jail_holds_no_root_identity() {
             .unwrap();
         let status = child.wait().unwrap();
         let report: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+            serde_json::from_str(&std::fs::read_to_string(&report.path).unwrap()).unwrap();
         assert!(
             status.code() == Some(0) && report["status"] == "ok" && rest == "done\n",
             "{who:?}: {status:?} {report} stdout={rest:?} stderr={stderr}"
@@ -262,7 +223,7 @@ fn files_created_on_a_writable_bind_belong_to_the_outside_ids() {
         );
         assert_run(&run, "ok", 0, "created\n");
         let meta = std::fs::metadata(&target).unwrap();
-        let (uid, gid) = outside_ids(who);
+        let (uid, gid) = outside_ids_of(who);
         assert_eq!(
             (meta.uid(), meta.gid()),
             (uid, gid),
@@ -279,10 +240,12 @@ fn files_created_on_a_writable_bind_belong_to_the_outside_ids() {
 #[test]
 fn the_program_is_pid_2_a_session_leader_under_init_pid_1() {
     let prog = fixture("ns_pid");
-    for caller in callers() {
-        let run = moat_run(caller, &["--", path_str(&prog)]);
-        assert_run(&run, "ok", 0, "pid=2 ppid=1 sid=2 pgrp=2\n");
-    }
+    assert_run_as_callers(
+        &["--", path_str(&prog)],
+        "ok",
+        0,
+        "pid=2 ppid=1 sid=2 pgrp=2\n",
+    );
 }
 
 /// With /proc: the PID namespace holds exactly PID 1 and the program, and PID 1 is a
@@ -291,53 +254,49 @@ fn the_program_is_pid_2_a_session_leader_under_init_pid_1() {
 fn pid_1_is_a_separate_init_and_nothing_else_runs() {
     let prog = fixture("ns_pid");
     let profile = profile("ns_proc");
-    for caller in callers() {
-        let run = moat_run(
-            caller,
-            &["--profile", &profile, "--", path_str(&prog), "proc"],
-        );
-        assert_run(
-            &run,
-            "ok",
-            0,
-            "pid=2 ppid=1 sid=2 pgrp=2\npids: 1 2\npid1 is another program, ppid 0\n",
-        );
-    }
+    assert_run_as_callers(
+        &["--profile", &profile, "--", path_str(&prog), "proc"],
+        "ok",
+        0,
+        "pid=2 ppid=1 sid=2 pgrp=2\npids: 1 2\npid1 is another program, ppid 0\n",
+    );
 }
 
 // ---------------------------------------------------------------- how the program ends
+
+/// Runs `ns_die MODE` as every caller; asserts the verdict, the exit code and the line
+/// the program prints before it ends, then `check` on the run.
+fn ending_by(mode: &str, status: &str, code: i32, check: impl Fn(&Run)) {
+    let prog = fixture("ns_die");
+    for caller in callers() {
+        let run = moat_run(caller, &["--", path_str(&prog), mode]);
+        assert_run(&run, status, code, &format!("ending by {mode}\n"));
+        check(&run);
+    }
+}
 
 /// abort() must be reported as SIGABRT: the program is not PID 1, so the kernel does
 /// not ignore the signal it sends itself (which would surface as SIGSEGV).
 #[test]
 fn abort_is_reported_as_sigabrt() {
-    let prog = fixture("ns_die");
-    for caller in callers() {
-        let run = moat_run(caller, &["--", path_str(&prog), "abort"]);
-        assert_run(&run, "signaled", 134, "ending by abort\n");
+    ending_by("abort", "signaled", 134, |run| {
         assert_eq!(run.report["signal"], 6, "{run:#?}");
-    }
+    });
 }
 
 #[test]
 fn raised_sigsegv_is_reported_as_signal_11() {
-    let prog = fixture("ns_die");
-    for caller in callers() {
-        let run = moat_run(caller, &["--", path_str(&prog), "segv"]);
-        assert_run(&run, "signaled", 139, "ending by segv\n");
+    ending_by("segv", "signaled", 139, |run| {
         assert_eq!(run.report["signal"], 11, "{run:#?}");
-    }
+    });
 }
 
 #[test]
 fn exit_25_is_reported_as_nonzero_exit_25() {
-    let prog = fixture("ns_die");
-    for caller in callers() {
-        let run = moat_run(caller, &["--", path_str(&prog), "exit25"]);
-        assert_run(&run, "nonzero_exit", 25, "ending by exit25\n");
+    ending_by("exit25", "nonzero_exit", 25, |run| {
         assert_eq!(run.report["exit_code"], 25, "{run:#?}");
         assert!(run.report["signal"].is_null(), "{run:#?}");
-    }
+    });
 }
 
 // ---------------------------------------------------------------- UTS namespace
@@ -352,10 +311,12 @@ fn host_hostname() -> String {
 #[test]
 fn default_hostname_is_sandbox() {
     let prog = fixture("ns_uts");
-    for caller in callers() {
-        let run = moat_run(caller, &["--", path_str(&prog)]);
-        assert_run(&run, "ok", 0, "nodename=sandbox domainname=(none)\n");
-    }
+    assert_run_as_callers(
+        &["--", path_str(&prog)],
+        "ok",
+        0,
+        "nodename=sandbox domainname=(none)\n",
+    );
 }
 
 /// The profile's hostname is what the program sees, not the host's.
@@ -364,15 +325,12 @@ fn profile_hostname_is_used_and_differs_from_the_host() {
     let prog = fixture("ns_uts");
     let profile = profile("ns_hostname");
     assert_ne!(host_hostname(), "ns-judge-7.example");
-    for caller in callers() {
-        let run = moat_run(caller, &["--profile", &profile, "--", path_str(&prog)]);
-        assert_run(
-            &run,
-            "ok",
-            0,
-            "nodename=ns-judge-7.example domainname=(none)\n",
-        );
-    }
+    assert_run_as_callers(
+        &["--profile", &profile, "--", path_str(&prog)],
+        "ok",
+        0,
+        "nodename=ns-judge-7.example domainname=(none)\n",
+    );
 }
 
 /// Even with sethostname allowed by seccomp, the program (no capabilities) cannot
@@ -412,15 +370,12 @@ fn sethostname_inside_does_not_change_the_host() {
 fn the_only_network_interface_is_loopback_and_it_is_up() {
     let prog = fixture("ns_net");
     let profile = profile("ns_net");
-    for caller in callers() {
-        let run = moat_run(caller, &["--profile", &profile, "--", path_str(&prog)]);
-        assert_run(
-            &run,
-            "ok",
-            0,
-            "proc: lo\nif_nameindex: 1:lo\nlo: up\nconnect 192.0.2.1: ENETUNREACH\n",
-        );
-    }
+    assert_run_as_callers(
+        &["--profile", &profile, "--", path_str(&prog)],
+        "ok",
+        0,
+        "proc: lo\nif_nameindex: 1:lo\nlo: up\nconnect 192.0.2.1: ENETUNREACH\n",
+    );
 }
 
 // ---------------------------------------------------------------- IPC namespace

@@ -10,32 +10,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
-fn path_str(p: &std::path::Path) -> &str {
-    p.to_str().unwrap()
-}
-
-/// `moat run --report F ARGS` as `caller`, after `setup` has adjusted the command
-/// (environment, stdin, pre_exec). Stdin is /dev/null unless `setup` sets it.
-fn run_with(caller: Caller, args: &[&str], setup: impl FnOnce(&mut Command)) -> Run {
-    let dir = scratch();
-    let report = dir.path().join("report.json");
-    let mut cmd = command(caller);
-    cmd.arg("run").arg("--report").arg(&report).args(args);
-    cmd.stdin(Stdio::null());
-    setup(&mut cmd);
-    let out = cmd.output().expect("run moat");
-    let report = std::fs::read_to_string(&report)
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or(serde_json::Value::Null);
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        report,
-    }
-}
-
 fn errno() -> std::io::Error {
     std::io::Error::last_os_error()
 }
@@ -46,36 +20,30 @@ fn errno() -> std::io::Error {
 fn no_capabilities_no_new_privs_and_a_seccomp_filter() {
     let prog = fixture("ns_status");
     let profile = profile("ns_proc");
-    for caller in callers() {
-        let run = moat_run(
-            caller,
-            &[
-                "--profile",
-                &profile,
-                "--",
-                path_str(&prog),
-                "CapInh",
-                "CapPrm",
-                "CapEff",
-                "CapBnd",
-                "CapAmb",
-                "NoNewPrivs",
-                "Seccomp",
-            ],
-        );
-        assert_run(
-            &run,
-            "ok",
-            0,
-            "CapInh:\t0000000000000000\n\
-             CapPrm:\t0000000000000000\n\
-             CapEff:\t0000000000000000\n\
-             CapBnd:\t0000000000000000\n\
-             CapAmb:\t0000000000000000\n\
-             NoNewPrivs:\t1\n\
-             Seccomp:\t2\n",
-        );
-    }
+    assert_run_as_callers(
+        &[
+            "--profile",
+            &profile,
+            "--",
+            path_str(&prog),
+            "CapInh",
+            "CapPrm",
+            "CapEff",
+            "CapBnd",
+            "CapAmb",
+            "NoNewPrivs",
+            "Seccomp",
+        ],
+        "ok",
+        0,
+        "CapInh:\t0000000000000000\n\
+         CapPrm:\t0000000000000000\n\
+         CapEff:\t0000000000000000\n\
+         CapBnd:\t0000000000000000\n\
+         CapAmb:\t0000000000000000\n\
+         NoNewPrivs:\t1\n\
+         Seccomp:\t2\n",
+    );
 }
 
 // ---------------------------------------------------------------- terminal
@@ -84,20 +52,17 @@ fn no_capabilities_no_new_privs_and_a_seccomp_filter() {
 #[test]
 fn no_controlling_terminal_and_a_session_of_its_own() {
     let prog = fixture("ns_tty");
-    for caller in callers() {
-        let run = moat_run(caller, &["--", path_str(&prog)]);
-        assert_run(
-            &run,
-            "ok",
-            0,
-            "open /dev/tty: ENOENT\n\
-             session leader: yes, group leader: yes\n\
-             isatty(0): 0\n\
-             TIOCGSID: ENOTTY\n\
-             tcgetpgrp: ENOTTY\n\
-             TIOCSCTTY: ENOTTY\n",
-        );
-    }
+    assert_run_as_callers(
+        &["--", path_str(&prog)],
+        "ok",
+        0,
+        "open /dev/tty: ENOENT\n\
+         session leader: yes, group leader: yes\n\
+         isatty(0): 0\n\
+         TIOCGSID: ENOTTY\n\
+         tcgetpgrp: ENOTTY\n\
+         TIOCSCTTY: ENOTTY\n",
+    );
 }
 
 /// A new pseudo-terminal pair: (master, slave).
@@ -136,7 +101,7 @@ fn the_callers_terminal_is_not_the_programs_controlling_terminal() {
     let prog = fixture("ns_tty");
     for caller in callers() {
         let (master, slave) = open_pty();
-        let run = run_with(caller, &["--", path_str(&prog)], |cmd| {
+        let run = moat_run_with(caller, &["--", path_str(&prog)], |cmd| {
             cmd.stdin(Stdio::from(slave));
             // SAFETY: only async-signal-safe calls between fork and exec.
             unsafe {
@@ -226,7 +191,7 @@ fn only_stdio_descriptors_reach_the_program() {
     }
 
     for caller in callers() {
-        let run = run_with(
+        let run = moat_run_with(
             caller,
             &["--profile", &profile, "--", path_str(&prog), "proc"],
             |cmd| inherit(cmd, raw.clone()),
@@ -247,40 +212,40 @@ fn polluted(cmd: &mut Command) {
         .env("PATH", "/caller/bin:/usr/bin:/bin");
 }
 
+/// Runs `moat run ARGS` as every caller from a `polluted` environment; the program
+/// (ns_env) must print exactly `env`.
+fn assert_environment(args: &[&str], env: &str) {
+    for caller in callers() {
+        let run = moat_run_with(caller, args, polluted);
+        assert_run(&run, "ok", 0, env);
+    }
+}
+
 #[test]
 fn default_environment_is_only_path_whatever_the_caller_has() {
     let prog = fixture("ns_env");
-    for caller in callers() {
-        let run = run_with(caller, &["--", path_str(&prog)], polluted);
-        assert_run(&run, "ok", 0, "PATH=/usr/local/bin:/usr/bin:/bin\n");
-    }
+    assert_environment(
+        &["--", path_str(&prog)],
+        "PATH=/usr/local/bin:/usr/bin:/bin\n",
+    );
 }
 
 #[test]
 fn env_option_adds_exactly_the_given_variables() {
     let prog = fixture("ns_env");
-    for caller in callers() {
-        let run = run_with(
-            caller,
-            &[
-                "--env",
-                "GREETING=hello there",
-                "--env",
-                "EQUATION=a=b",
-                "--env",
-                "EMPTY=",
-                "--",
-                path_str(&prog),
-            ],
-            polluted,
-        );
-        assert_run(
-            &run,
-            "ok",
-            0,
-            "EMPTY=\nEQUATION=a=b\nGREETING=hello there\nPATH=/usr/local/bin:/usr/bin:/bin\n",
-        );
-    }
+    assert_environment(
+        &[
+            "--env",
+            "GREETING=hello there",
+            "--env",
+            "EQUATION=a=b",
+            "--env",
+            "EMPTY=",
+            "--",
+            path_str(&prog),
+        ],
+        "EMPTY=\nEQUATION=a=b\nGREETING=hello there\nPATH=/usr/local/bin:/usr/bin:/bin\n",
+    );
 }
 
 /// A profile's env is the whole environment (no PATH added), --env adds to it, and the
@@ -289,27 +254,18 @@ fn env_option_adds_exactly_the_given_variables() {
 fn profile_environment_is_the_whole_environment() {
     let prog = fixture("ns_env");
     let profile = profile("ns_env");
-    for caller in callers() {
-        let run = run_with(
-            caller,
-            &[
-                "--profile",
-                &profile,
-                "--env",
-                "X=1",
-                "--",
-                path_str(&prog),
-                "proc",
-            ],
-            polluted,
-        );
-        assert_run(
-            &run,
-            "ok",
-            0,
-            "HOME=/home/judge\nLANG=C.UTF-8\nX=1\n/proc/1/environ: EACCES\n",
-        );
-    }
+    assert_environment(
+        &[
+            "--profile",
+            &profile,
+            "--env",
+            "X=1",
+            "--",
+            path_str(&prog),
+            "proc",
+        ],
+        "HOME=/home/judge\nLANG=C.UTF-8\nX=1\n/proc/1/environ: EACCES\n",
+    );
 }
 
 // ---------------------------------------------------------------- setuid files
@@ -318,7 +274,7 @@ fn profile_environment_is_the_whole_environment() {
 /// (the control), inside it gets nothing.
 #[test]
 fn a_setuid_root_program_gains_nothing() {
-    if !nix::unistd::geteuid().is_root() {
+    if !is_root() {
         eprintln!("skipped: making a setuid-root file needs root");
         return;
     }
@@ -353,14 +309,11 @@ fn a_setuid_root_program_gains_nothing() {
         "the setuid control run did not become root: {control}"
     );
 
-    for caller in callers() {
-        let run = moat_run(caller, &["--", path_str(&suid)]);
-        assert_run(
-            &run,
-            "ok",
-            0,
-            "uid=1000 gid=1000 euid=1000 egid=1000\n\
-             resuid=1000,1000,1000 resgid=1000,1000,1000 groups=0\n",
-        );
-    }
+    assert_run_as_callers(
+        &["--", path_str(&suid)],
+        "ok",
+        0,
+        "uid=1000 gid=1000 euid=1000 egid=1000\n\
+         resuid=1000,1000,1000 resgid=1000,1000,1000 groups=0\n",
+    );
 }

@@ -34,25 +34,27 @@ fn unknown_keys_are_rejected_with_file_line_and_column() {
 #[test]
 fn bad_values_name_the_key_and_place() {
     let dir = scratch();
-    let path = write_profile(dir.path(), "bad.toml", "[limits]\nwall_time = \"soon\"\n");
-    let run = moat_run(Caller::Current, &["--profile", &path, "--", "/bin/true"]);
-    assert_eq!(run.code, 125);
-    assert!(
-        run.stderr
-            .contains(&format!("{path}:2:13: limits.wall_time:")),
-        "{}",
-        run.stderr
-    );
-    let path = write_profile(dir.path(), "core.toml", "[syscalls]\nallow = [\"bpf\"]\n");
-    let run = moat_run(Caller::Current, &["--profile", &path, "--", "/bin/true"]);
-    assert_eq!(run.code, 125);
-    assert!(
-        run.stderr.contains(&format!(
-            "{path}:2:10: syscalls.allow: `bpf` is in moat's always-denied core"
-        )),
-        "{}",
-        run.stderr
-    );
+    for (name, text, located) in [
+        (
+            "bad.toml",
+            "[limits]\nwall_time = \"soon\"\n",
+            ":2:13: limits.wall_time:",
+        ),
+        (
+            "core.toml",
+            "[syscalls]\nallow = [\"bpf\"]\n",
+            ":2:10: syscalls.allow: `bpf` is in moat's always-denied core",
+        ),
+    ] {
+        let path = write_profile(dir.path(), name, text);
+        let run = moat_run(Caller::Current, &["--profile", &path, "--", "/bin/true"]);
+        assert_eq!(run.code, 125);
+        assert!(
+            run.stderr.contains(&format!("{path}{located}")),
+            "{}",
+            run.stderr
+        );
+    }
 }
 
 #[test]
@@ -78,23 +80,23 @@ fn names_are_looked_up_in_the_users_directory_first() {
     let dir = xdg.path().join("moat/profiles");
     std::fs::create_dir_all(&dir).unwrap();
     open_up(&dir);
-    std::fs::write(
-        dir.join("default.toml"),
+    write_profile(
+        &dir,
+        "default.toml",
         "[process]\nhostname = \"from-xdg\"\n[syscalls]\ngroups = [\"exit\", \"startup\", \"memory\", \"read\", \"write\", \"files\", \"process_info\", \"futex\", \"signals\"]\n",
-    )
-    .unwrap();
-    std::fs::write(dir.join("mine.toml"), "[process]\nhostname = \"mine\"\n[syscalls]\ngroups = [\"exit\", \"startup\", \"memory\", \"write\", \"process_info\"]\n").unwrap();
+    );
+    write_profile(&dir, "mine.toml", "[process]\nhostname = \"mine\"\n[syscalls]\ngroups = [\"exit\", \"startup\", \"memory\", \"write\", \"process_info\"]\n");
     for caller in callers() {
+        // `moat run --profile NAME -- PROG` as `caller`, with the scratch XDG directory.
+        let run_named = |name: &str, prog: &str| {
+            command(caller)
+                .env("XDG_CONFIG_HOME", xdg.path())
+                .args(["run", "--profile", name, "--", prog])
+                .output()
+                .unwrap()
+        };
         for (name, expect) in [("default", "from-xdg\n"), ("mine", "mine\n")] {
-            let mut cmd = command(caller);
-            cmd.env("XDG_CONFIG_HOME", xdg.path()).args([
-                "run",
-                "--profile",
-                name,
-                "--",
-                "/bin/hostname",
-            ]);
-            let out = cmd.output().unwrap();
+            let out = run_named(name, "/bin/hostname");
             assert_eq!(
                 String::from_utf8_lossy(&out.stdout),
                 expect,
@@ -103,15 +105,7 @@ fn names_are_looked_up_in_the_users_directory_first() {
             );
         }
         // A name found nowhere lists where it looked and the built-in names.
-        let mut cmd = command(caller);
-        cmd.env("XDG_CONFIG_HOME", xdg.path()).args([
-            "run",
-            "--profile",
-            "nope",
-            "--",
-            "/bin/true",
-        ]);
-        let out = cmd.output().unwrap();
+        let out = run_named("nope", "/bin/true");
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(125));
         assert!(

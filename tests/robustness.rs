@@ -9,44 +9,9 @@ use serde_json::Value;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 const MIB: u64 = 1 << 20;
-
-/// A string no other process on the host has in its argv.
-fn marker(tag: &str) -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!(
-        "io-marker-{tag}-{}-{nanos}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    )
-}
-
-/// Host pids of live processes with `marker` as one of their arguments.
-fn marked_pids(marker: &str) -> Vec<i32> {
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        if cmdline
-            .split(|&b| b == 0)
-            .any(|arg| arg == marker.as_bytes())
-        {
-            pids.push(pid);
-        }
-    }
-    pids
-}
 
 const CGROUP_ROOTS: &[&str] = &[
     "/sys/fs/cgroup/memory",
@@ -86,13 +51,6 @@ fn cgroup_dirs(prefix: &str) -> Vec<PathBuf> {
     out
 }
 
-fn mount_count() -> usize {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .count()
-}
-
 /// The cgroup paths (relative to each hierarchy) of a live process, from the host's view.
 fn cgroups_of(pid: i32) -> Vec<String> {
     std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
@@ -117,7 +75,7 @@ struct Bombed {
 
 impl Bombed {
     fn status(&self) -> &str {
-        self.report["status"].as_str().unwrap_or("<no report>")
+        report_status(&self.report)
     }
 
     fn limit(&self, name: &str) -> String {
@@ -145,14 +103,9 @@ impl Bombed {
 /// Runs `moat run ARGS` as `caller`, watching the host's /proc for processes carrying
 /// `mark` meanwhile to learn the jail's cgroups; moat's stdout is collected as bytes.
 fn run_bomb(caller: Caller, args: &[&str], mark: &str) -> Bombed {
-    let dir = scratch();
-    let report = dir.path().join("report.json");
-    let mut cmd = command(caller);
-    cmd.arg("run")
-        .arg("--report")
-        .arg(&report)
-        .args(args)
-        .stdin(Stdio::null())
+    let report = ReportFile::new();
+    let mut cmd = report.run(command(caller), args);
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let start = Instant::now();
@@ -172,15 +125,11 @@ fn run_bomb(caller: Caller, args: &[&str], mark: &str) -> Bombed {
     }
     let out = waiter.join().unwrap();
     let elapsed = start.elapsed();
-    let report = std::fs::read_to_string(&report)
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or(Value::Null);
     Bombed {
         code: out.status.code().unwrap_or(-1),
         stdout: out.stdout,
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        report,
+        report: report.read(),
         moat_pid,
         seen_cgroups: seen,
         elapsed,
@@ -192,11 +141,8 @@ fn run_bomb(caller: Caller, args: &[&str], mark: &str) -> Bombed {
 /// jail was seen in, and no new mount here.
 #[track_caller]
 fn assert_host_clean(ctx: &str, b: &Bombed, mark: &str, mounts_before: usize) {
-    let alive = marked_pids(mark);
-    for &pid in &alive {
-        // SAFETY: kill with a plain pid; a failing test must not leave a bomb running.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    }
+    // A failing test must not leave a bomb running.
+    let alive = kill_marked(mark);
     assert!(
         alive.is_empty(),
         "{ctx}: jail processes still alive after moat returned: {alive:?}\n{}",
@@ -243,33 +189,48 @@ fn assert_verdict(ctx: &str, b: &Bombed, status: &str, code: i32) {
     );
 }
 
+/// Runs `moat run OPTS -- PROGRAM... MARK` as `caller` through `run_bomb`, MARK being a
+/// fresh marker for `tag`; then `check` (the verdict and whatever else the test looks
+/// at, given the run's context "CALLER WHAT") and `assert_host_clean`. Returns the run
+/// and its context.
+fn run_contained(
+    caller: Caller,
+    what: &str,
+    tag: &str,
+    opts: &[&str],
+    program: &[&str],
+    check: impl FnOnce(&str, &Bombed),
+) -> (Bombed, String) {
+    let mark = marker("io", tag);
+    let mounts = mount_count();
+    let mut args = opts.to_vec();
+    args.push("--");
+    args.extend_from_slice(program);
+    args.push(&mark);
+    let b = run_bomb(caller, &args, &mark);
+    let ctx = format!("{caller:?} {what}");
+    check(&ctx, &b);
+    assert_host_clean(&ctx, &b, &mark, mounts);
+    (b, ctx)
+}
+
 #[test]
 fn fork_bomb_is_contained() {
     let prog = fixture("io_forkbomb");
     let prof = profile("io_fork");
     for caller in callers() {
-        let mark = marker("fork");
-        let mounts = mount_count();
-        let b = run_bomb(
+        run_contained(
             caller,
-            &[
-                "--profile",
-                &prof,
-                "--processes",
-                "16",
-                "--wall-time",
-                "2s",
-                "--",
-                prog.to_str().unwrap(),
-                &mark,
-            ],
-            &mark,
+            "fork bomb",
+            "fork",
+            &["--profile", &prof, "--processes", "16", "--wall-time", "2s"],
+            &[path_str(&prog)],
+            |ctx, b| {
+                assert_verdict(ctx, b, "wall_time_limit", 124);
+                assert!(b.stdout.is_empty(), "{ctx}: {}", b.show());
+                eprintln!("{ctx}: processes enforced by {}", b.limit("processes"));
+            },
         );
-        let ctx = format!("{caller:?} fork bomb");
-        assert_verdict(&ctx, &b, "wall_time_limit", 124);
-        assert!(b.stdout.is_empty(), "{ctx}: {}", b.show());
-        eprintln!("{ctx}: processes enforced by {}", b.limit("processes"));
-        assert_host_clean(&ctx, &b, &mark, mounts);
     }
 }
 
@@ -277,25 +238,17 @@ fn fork_bomb_is_contained() {
 fn memory_bomb_is_contained() {
     let prog = fixture("io_membomb");
     for caller in callers() {
-        let mark = marker("mem");
-        let mounts = mount_count();
-        let b = run_bomb(
+        run_contained(
             caller,
-            &[
-                "--memory",
-                "64MiB",
-                "--wall-time",
-                "5s",
-                "--",
-                prog.to_str().unwrap(),
-                &mark,
-            ],
-            &mark,
+            "memory bomb",
+            "mem",
+            &["--memory", "64MiB", "--wall-time", "5s"],
+            &[path_str(&prog)],
+            |ctx, b| {
+                assert_verdict(ctx, b, "memory_limit", 137);
+                eprintln!("{ctx}: memory enforced by {}", b.limit("memory"));
+            },
         );
-        let ctx = format!("{caller:?} memory bomb");
-        assert_verdict(&ctx, &b, "memory_limit", 137);
-        eprintln!("{ctx}: memory enforced by {}", b.limit("memory"));
-        assert_host_clean(&ctx, &b, &mark, mounts);
     }
 }
 
@@ -303,30 +256,22 @@ fn memory_bomb_is_contained() {
 fn output_flood_is_cut_at_the_cap() {
     let prog = fixture("io_flood");
     for caller in callers() {
-        let mark = marker("flood");
-        let mounts = mount_count();
-        let b = run_bomb(
+        run_contained(
             caller,
-            &[
-                "--output",
-                "1MiB",
-                "--wall-time",
-                "20s",
-                "--",
-                prog.to_str().unwrap(),
-                &mark,
-            ],
-            &mark,
+            "output flood",
+            "flood",
+            &["--output", "1MiB", "--wall-time", "20s"],
+            &[path_str(&prog)],
+            |ctx, b| {
+                assert_verdict(ctx, b, "output_limit", 153);
+                let want: Vec<u8> = b"y\n".repeat(MIB as usize / 2);
+                assert!(
+                    b.stdout == want,
+                    "{ctx}: stdout is not exactly 1 MiB of y lines\n{}",
+                    b.show()
+                );
+            },
         );
-        let ctx = format!("{caller:?} output flood");
-        assert_verdict(&ctx, &b, "output_limit", 153);
-        let want: Vec<u8> = b"y\n".repeat(MIB as usize / 2);
-        assert!(
-            b.stdout == want,
-            "{ctx}: stdout is not exactly 1 MiB of y lines\n{}",
-            b.show()
-        );
-        assert_host_clean(&ctx, &b, &mark, mounts);
     }
 }
 
@@ -334,12 +279,12 @@ fn output_flood_is_cut_at_the_cap() {
 fn disk_filler_stops_at_the_file_size_cap() {
     let prog = fixture("io_diskfill");
     for caller in callers() {
-        let mark = marker("disk");
         let work = scratch();
-        let mounts = mount_count();
         let bind = format!("{}:/out", work.path().display());
-        let b = run_bomb(
+        let (b, ctx) = run_contained(
             caller,
+            "disk filler (--file-size)",
+            "disk",
             &[
                 "--bind-rw",
                 &bind,
@@ -347,16 +292,10 @@ fn disk_filler_stops_at_the_file_size_cap() {
                 "1MiB",
                 "--wall-time",
                 "20s",
-                "--",
-                prog.to_str().unwrap(),
-                "/out/fill",
-                &mark,
             ],
-            &mark,
+            &[path_str(&prog), "/out/fill"],
+            |ctx, b| assert_verdict(ctx, b, "output_limit", 153),
         );
-        let ctx = format!("{caller:?} disk filler (--file-size)");
-        assert_verdict(&ctx, &b, "output_limit", 153);
-        assert_host_clean(&ctx, &b, &mark, mounts);
         let size = std::fs::metadata(work.path().join("fill"))
             .unwrap_or_else(|e| panic!("{ctx}: no file written: {e}\n{}", b.show()))
             .len();
@@ -370,26 +309,15 @@ fn disk_filler_meets_enospc_in_a_small_tmpfs() {
     let prog = fixture("io_diskfill");
     let prof = profile("io_tmpfs");
     for caller in callers() {
-        let mark = marker("tmpfs");
-        let mounts = mount_count();
-        let b = run_bomb(
+        run_contained(
             caller,
-            &[
-                "--profile",
-                &prof,
-                "--wall-time",
-                "20s",
-                "--",
-                prog.to_str().unwrap(),
-                "/tmp/fill",
-                &mark,
-            ],
-            &mark,
+            "disk filler (tmpfs)",
+            "tmpfs",
+            &["--profile", &prof, "--wall-time", "20s"],
+            &[path_str(&prog), "/tmp/fill"],
+            // io_diskfill exits 28 when a write fails with ENOSPC.
+            |ctx, b| assert_verdict(ctx, b, "nonzero_exit", 28),
         );
-        let ctx = format!("{caller:?} disk filler (tmpfs)");
-        // io_diskfill exits 28 when a write fails with ENOSPC.
-        assert_verdict(&ctx, &b, "nonzero_exit", 28);
-        assert_host_clean(&ctx, &b, &mark, mounts);
     }
 }
 
@@ -398,7 +326,7 @@ fn disk_filler_meets_enospc_in_a_small_tmpfs() {
 #[test]
 fn concurrent_runs_have_their_own_accounting() {
     let prog = static_fixture("io_burn");
-    let root = nix::unistd::geteuid().is_root();
+    let root = is_root();
     const RUNS: usize = 500;
     // (label, CPU milliseconds the program burns)
     let workloads = [("A", 2u64), ("B", 60u64)];
@@ -513,7 +441,7 @@ fn concurrent_runs_have_their_own_accounting() {
 /// The callers with no usable cgroup on this host: the unprivileged one when the tests
 /// run as root, else the current user.
 fn callers_without_cgroup() -> Vec<Caller> {
-    if nix::unistd::geteuid().is_root() {
+    if is_root() {
         vec![Caller::Unprivileged]
     } else {
         vec![Caller::Current]
@@ -524,31 +452,23 @@ fn callers_without_cgroup() -> Vec<Caller> {
 fn without_a_cgroup_memory_is_enforced_by_the_monitor_and_reported() {
     let prog = fixture("io_membomb");
     for caller in callers_without_cgroup() {
-        let mark = marker("nocg");
-        let mounts = mount_count();
-        let b = run_bomb(
+        run_contained(
             caller,
-            &[
-                "--memory",
-                "64MiB",
-                "--wall-time",
-                "10s",
-                "--",
-                prog.to_str().unwrap(),
-                &mark,
-            ],
-            &mark,
+            "memory bomb without cgroup",
+            "nocg",
+            &["--memory", "64MiB", "--wall-time", "10s"],
+            &[path_str(&prog)],
+            |ctx, b| {
+                assert_verdict(ctx, b, "memory_limit", 137);
+                let by = b.limit("memory");
+                assert!(
+                    by.contains("monitor") && by.contains("no cgroup"),
+                    "{ctx}: the memory limit's enforced_by should name the monitor and say \
+                     there is no cgroup (and why), got {by:?}\n{}",
+                    b.show()
+                );
+            },
         );
-        let ctx = format!("{caller:?} memory bomb without cgroup");
-        assert_verdict(&ctx, &b, "memory_limit", 137);
-        let by = b.limit("memory");
-        assert!(
-            by.contains("monitor") && by.contains("no cgroup"),
-            "{ctx}: the memory limit's enforced_by should name the monitor and say there is \
-             no cgroup (and why), got {by:?}\n{}",
-            b.show()
-        );
-        assert_host_clean(&ctx, &b, &mark, mounts);
 
         let check = |json: bool| {
             let mut cmd = command(caller);

@@ -13,14 +13,15 @@ fn calls() -> String {
 
 /// Runs `sc_calls MODE` under `profile` (None: the built-in default profile).
 fn run_mode(caller: Caller, profile_name: Option<&str>, mode: &str) -> Run {
-    let prog = calls();
-    let path = profile_name.map(profile);
-    let mut args: Vec<&str> = Vec::new();
-    if let Some(p) = &path {
-        args.extend(["--profile", p.as_str()]);
-    }
-    args.extend(["--", prog.as_str(), mode]);
-    moat_run(caller, &args)
+    moat_run_profiled(caller, profile_name, &[], &calls(), &[mode])
+}
+
+/// Asserts a run that the filter let through: the verdict, exit code and stdout, and no
+/// violation in the report.
+#[track_caller]
+fn assert_no_violation(run: &Run, status: &str, code: i32, stdout: &str) {
+    assert_run(run, status, code, stdout);
+    assert!(run.report["violation"].is_null(), "{run:#?}");
 }
 
 /// Asserts a violation of `syscall` (number `nr`) made in `arch`, after which only
@@ -84,8 +85,7 @@ fn default_deny_names_the_socket_call_and_keeps_earlier_output() {
 fn errno_rule_fails_the_call_and_the_program_goes_on() {
     for caller in callers() {
         let run = run_mode(caller, Some("sc_errno_socket"), "socket");
-        assert_run(&run, "ok", 0, "before socket\nsocket: -1 EACCES 13\n");
-        assert!(run.report["violation"].is_null(), "{run:#?}");
+        assert_no_violation(&run, "ok", 0, "before socket\nsocket: -1 EACCES 13\n");
     }
 }
 
@@ -117,8 +117,7 @@ fn core_syscalls_cannot_be_allowed() {
 fn core_syscall_may_be_given_an_errno() {
     for caller in callers() {
         let run = run_mode(caller, Some("sc_errno_ptrace"), "ptrace");
-        assert_run(&run, "ok", 0, "before ptrace\nptrace: -1 EPERM 1\n");
-        assert!(run.report["violation"].is_null(), "{run:#?}");
+        assert_no_violation(&run, "ok", 0, "before ptrace\nptrace: -1 EPERM 1\n");
     }
 }
 
@@ -150,12 +149,12 @@ fn x32_syscall_is_an_x32_violation() {
 #[test]
 fn second_execve_is_a_violation_by_default() {
     for caller in callers() {
-        // /bin/true is not even mounted: the filter must stop the call first.
-        let run = run_mode(caller, None, "exec_true");
-        assert_violation(&run, "execve", 59, "x86_64", "before execve\n");
-        // Re-executing itself (mounted, runnable) is denied all the same.
-        let run = run_mode(caller, None, "reexec");
-        assert_violation(&run, "execve", 59, "x86_64", "before execve\n");
+        // exec_true: /bin/true is not even mounted, the filter must stop the call first.
+        // reexec: re-executing itself (mounted, runnable) is denied all the same.
+        for mode in ["exec_true", "reexec"] {
+            let run = run_mode(caller, None, mode);
+            assert_violation(&run, "execve", 59, "x86_64", "before execve\n");
+        }
     }
 }
 
@@ -163,9 +162,8 @@ fn second_execve_is_a_violation_by_default() {
 fn allow_exec_lets_the_program_exec_again() {
     for caller in callers() {
         let run = run_mode(caller, Some("sc_allow_exec"), "reexec");
-        assert_run(&run, "nonzero_exit", 7, "before execve\nre-executed\n");
+        assert_no_violation(&run, "nonzero_exit", 7, "before execve\nre-executed\n");
         assert_eq!(run.report["exit_code"], 7, "{run:#?}");
-        assert!(run.report["violation"].is_null(), "{run:#?}");
     }
 }
 
@@ -193,8 +191,7 @@ fn ordinary_ioctl_works() {
     for caller in callers() {
         // stdout is a pipe: TCGETS fails with ENOTTY, isatty says 0, nothing is denied.
         let run = run_mode(caller, None, "tcgets");
-        assert_run(&run, "ok", 0, "tcgets: -1 ENOTTY 25\nisatty: 0\n");
-        assert!(run.report["violation"].is_null(), "{run:#?}");
+        assert_no_violation(&run, "ok", 0, "tcgets: -1 ENOTTY 25\nisatty: 0\n");
     }
 }
 
@@ -214,9 +211,8 @@ fn clone_with_namespace_flags_is_denied_where_clone_is_allowed() {
 fn plain_fork_works_where_fork_is_allowed() {
     for caller in callers() {
         let run = run_mode(caller, Some("sc_fork"), "fork");
-        assert_run(&run, "nonzero_exit", 3, "child exited 3\n");
+        assert_no_violation(&run, "nonzero_exit", 3, "child exited 3\n");
         assert_eq!(run.report["exit_code"], 3, "{run:#?}");
-        assert!(run.report["violation"].is_null(), "{run:#?}");
     }
 }
 
@@ -225,8 +221,7 @@ fn clone3_fails_with_enosys() {
     for caller in callers() {
         for profile_name in [None, Some("sc_fork")] {
             let run = run_mode(caller, profile_name, "clone3");
-            assert_run(&run, "ok", 0, "clone3: -1 ENOSYS 38\n");
-            assert!(run.report["violation"].is_null(), "{run:#?}");
+            assert_no_violation(&run, "ok", 0, "clone3: -1 ENOSYS 38\n");
         }
     }
 }
@@ -274,12 +269,14 @@ fn misspelled_key_is_a_profile_error() {
 #[test]
 fn personality_changes_are_denied_even_when_allowed() {
     for caller in callers() {
-        let run = run_mode(caller, Some("sc_personality"), "pers_linux32");
-        let args = assert_violation(&run, "personality", 135, "x86_64", "before personality\n");
-        assert_eq!(args[0], 0x0008 /* PER_LINUX32 */, "{run:#?}");
-        let run = run_mode(caller, Some("sc_personality"), "pers_norandom");
-        let args = assert_violation(&run, "personality", 135, "x86_64", "before personality\n");
-        assert_eq!(args[0], libc::ADDR_NO_RANDOMIZE as u64, "{run:#?}");
+        for (mode, persona) in [
+            ("pers_linux32", 0x0008 /* PER_LINUX32 */),
+            ("pers_norandom", libc::ADDR_NO_RANDOMIZE as u64),
+        ] {
+            let run = run_mode(caller, Some("sc_personality"), mode);
+            let args = assert_violation(&run, "personality", 135, "x86_64", "before personality\n");
+            assert_eq!(args[0], persona, "{run:#?}");
+        }
     }
 }
 
@@ -287,7 +284,6 @@ fn personality_changes_are_denied_even_when_allowed() {
 fn personality_query_works_when_allowed() {
     for caller in callers() {
         let run = run_mode(caller, Some("sc_personality"), "pers_query");
-        assert_run(&run, "ok", 0, "personality query worked\n");
-        assert!(run.report["violation"].is_null(), "{run:#?}");
+        assert_no_violation(&run, "ok", 0, "personality query worked\n");
     }
 }

@@ -8,7 +8,9 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 pub const MOAT: &str = env!("CARGO_BIN_EXE_moat");
 
@@ -115,7 +117,7 @@ pub enum Caller {
 /// The callers every jail test runs under: the current user, and when that is root, an
 /// unprivileged user as well, so both identity paths are always covered.
 pub fn callers() -> Vec<Caller> {
-    if nix::unistd::geteuid().is_root() {
+    if is_root() {
         vec![Caller::Current, Caller::Unprivileged]
     } else {
         vec![Caller::Current]
@@ -132,7 +134,7 @@ pub struct Run {
 
 impl Run {
     pub fn status(&self) -> &str {
-        self.report["status"].as_str().unwrap_or("<no report>")
+        report_status(&self.report)
     }
 }
 
@@ -160,21 +162,7 @@ pub fn scratch() -> tempfile::TempDir {
 
 /// Runs `moat run ARGS` as `caller` with `stdin`, capturing everything.
 pub fn moat_run_stdin(caller: Caller, args: &[&str], stdin: &[u8]) -> Run {
-    let dir = scratch();
-    let report = dir.path().join("report.json");
-    let mut cmd = command(caller);
-    cmd.arg("run").arg("--report").arg(&report).args(args);
-    let out = spawn_with_stdin(cmd, stdin);
-    let report = std::fs::read_to_string(&report)
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or(Value::Null);
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        report,
-    }
+    moat_run_from(command(caller), args, stdin)
 }
 
 pub fn moat_run(caller: Caller, args: &[&str]) -> Run {
@@ -205,4 +193,215 @@ pub fn assert_run(run: &Run, status: &str, code: i32, stdout: &str) {
         run.status() == status && run.code == code && run.stdout == stdout,
         "expected status={status} code={code} stdout={stdout:?}\n got {run:#?}"
     );
+}
+
+// ------------------------------------------------ helpers shared by several test files
+
+/// Whether the tests run as root.
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// A path as the `&str` moat's command line takes (every test path is UTF-8).
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// The ids the jail's processes, and the files they create, have outside (inside they
+/// are uid/gid 1000): 65534 for a root caller (never 0), the caller's own ids otherwise.
+pub fn outside_ids(caller: Caller) -> (u32, u32) {
+    match caller {
+        Caller::Current if is_root() => (65534, 65534),
+        Caller::Current => (
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
+        ),
+        Caller::Unprivileged => (65534, 65534),
+    }
+}
+
+/// The report file of one `moat run`, in a scratch directory removed on drop.
+pub struct ReportFile {
+    _dir: tempfile::TempDir,
+    pub path: PathBuf,
+}
+
+impl ReportFile {
+    pub fn new() -> ReportFile {
+        let dir = scratch();
+        let path = dir.path().join("report.json");
+        ReportFile { _dir: dir, path }
+    }
+
+    /// `BASE run --report PATH ARGS`, where BASE starts moat as some caller (`command`).
+    pub fn run(&self, mut base: Command, args: &[&str]) -> Command {
+        base.arg("run").arg("--report").arg(&self.path).args(args);
+        base
+    }
+
+    /// The report moat wrote; Null when there is none (or it is not JSON).
+    pub fn read(&self) -> Value {
+        std::fs::read_to_string(&self.path)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(Value::Null)
+    }
+}
+
+impl Run {
+    /// A run from moat's captured output and the report it wrote.
+    pub fn from_output(out: &Output, report: Value) -> Run {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            report,
+        }
+    }
+}
+
+/// The verdict a report names (`<no report>` when moat wrote none).
+pub fn report_status(report: &Value) -> &str {
+    report["status"].as_str().unwrap_or("<no report>")
+}
+
+/// Runs `BASE run --report F ARGS` with `stdin`, capturing everything; BASE starts moat
+/// as some identity (`command`, or a setpriv of the test's own).
+pub fn moat_run_from(base: Command, args: &[&str], stdin: &[u8]) -> Run {
+    let report = ReportFile::new();
+    let out = spawn_with_stdin(report.run(base, args), stdin);
+    Run::from_output(&out, report.read())
+}
+
+/// `moat run --report F ARGS` as `caller`, after `setup` has adjusted the command
+/// (environment, working directory, stdin, pre_exec). Stdin is /dev/null unless
+/// `setup` sets it.
+pub fn moat_run_with(caller: Caller, args: &[&str], setup: impl FnOnce(&mut Command)) -> Run {
+    let report = ReportFile::new();
+    let mut cmd = report.run(command(caller), args);
+    cmd.stdin(Stdio::null());
+    setup(&mut cmd);
+    let out = cmd.output().expect("run moat");
+    Run::from_output(&out, report.read())
+}
+
+/// Runs `moat run [--profile PROFILE] OPTS -- PROG ARGS` as `caller`, PROFILE being the
+/// name of a test profile (see `profile`).
+pub fn moat_run_profiled(
+    caller: Caller,
+    profile_name: Option<&str>,
+    opts: &[&str],
+    prog: &str,
+    args: &[&str],
+) -> Run {
+    let prof = profile_name.map(profile);
+    let mut all: Vec<&str> = Vec::new();
+    if let Some(p) = &prof {
+        all.extend(["--profile", p.as_str()]);
+    }
+    all.extend_from_slice(opts);
+    all.push("--");
+    all.push(prog);
+    all.extend_from_slice(args);
+    moat_run(caller, &all)
+}
+
+/// Runs `moat run ARGS` as every caller of `callers()` and asserts each run's verdict,
+/// exit code and stdout.
+#[track_caller]
+pub fn assert_run_as_callers(args: &[&str], status: &str, code: i32, stdout: &str) {
+    for caller in callers() {
+        let run = moat_run(caller, args);
+        assert_run(&run, status, code, stdout);
+    }
+}
+
+/// A string no other process on the host has in its argv (`KIND-marker-TAG-...`):
+/// passed as an argument of the fixture, it lets the test find the jail's processes in
+/// the host's /proc.
+pub fn marker(kind: &str, tag: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{kind}-marker-{tag}-{}-{nanos}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// Host pids of the live processes, as /proc lists them.
+pub fn host_pids() -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<i32>().ok())
+        .collect()
+}
+
+/// Host pids of live processes with `marker` as one of their arguments.
+pub fn marked_pids(marker: &str) -> Vec<i32> {
+    host_pids()
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+                cmdline
+                    .split(|&b| b == 0)
+                    .any(|arg| arg == marker.as_bytes())
+            })
+        })
+        .collect()
+}
+
+/// SIGKILLs every process carrying `marker` and returns their pids, so that a failing
+/// test leaves nothing running.
+pub fn kill_marked(marker: &str) -> Vec<i32> {
+    let alive = marked_pids(marker);
+    for &pid in &alive {
+        // SAFETY: kill with a plain pid and signal.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    alive
+}
+
+/// Asserts that no process carrying `marker` is alive; kills any it finds first, so a
+/// failing test leaves nothing running either.
+#[track_caller]
+pub fn assert_none_alive(marker: &str, what: &str) {
+    let left = kill_marked(marker);
+    let details: Vec<String> = left
+        .iter()
+        .map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            format!("{pid}: {}", stat.trim())
+        })
+        .collect();
+    assert!(
+        left.is_empty(),
+        "{what}: processes of the jail still alive after moat returned: {details:#?}"
+    );
+}
+
+/// Polls `f` every `every` until it holds or `limit` passes; returns whether it held.
+pub fn poll(limit: Duration, every: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if f() {
+            return true;
+        }
+        if start.elapsed() > limit {
+            return false;
+        }
+        std::thread::sleep(every);
+    }
+}
+
+/// How many mounts this process's mount namespace holds (lines of its mountinfo).
+pub fn mount_count() -> usize {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .count()
 }
