@@ -66,7 +66,7 @@ pub struct Mechanisms {
 }
 
 impl Mechanisms {
-    const NONE: Mechanisms = Mechanisms {
+    pub const NONE: Mechanisms = Mechanisms {
         memory: Mechanism::None,
         pids: Mechanism::None,
         cpu: Mechanism::None,
@@ -895,6 +895,10 @@ impl RunCgroup {
             Some((_, dir)) => Ok(dir.clone()),
             None => self.make_dir(base),
         }
+    }
+
+    pub fn mechanisms(&self) -> Mechanisms {
+        self.mechanisms
     }
 
     pub fn memory_mechanism(&self) -> Mechanism {
