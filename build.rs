@@ -17,6 +17,7 @@ const DIRS: &[&str] = &[
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    builtin_profiles();
     println!("cargo:rerun-if-env-changed=LIBSECCOMP_LIB_PATH");
     if std::env::var_os("LIBSECCOMP_LIB_PATH").is_some() {
         return;
@@ -44,4 +45,30 @@ fn main() {
     let _ = std::fs::remove_file(&link);
     std::os::unix::fs::symlink(&versioned, &link).expect("symlink libseccomp.so");
     println!("cargo:rustc-link-search=native={}", dir.display());
+}
+
+/// Every profile in profiles/ is built into the binary (an installed moat needs no data
+/// files): writes the (name, text) table that src/profile.rs includes.
+fn builtin_profiles() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles");
+    println!("cargo:rerun-if-changed={}", dir.display());
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .expect("profiles/ exists")
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter_map(|n| n.strip_suffix(".toml").map(str::to_string))
+        .filter(|n| n != "groups")
+        .collect();
+    names.sort();
+    let mut table = String::from("&[\n");
+    for name in names {
+        println!("cargo:rerun-if-changed={}/{name}.toml", dir.display());
+        table += &format!(
+            "    ({name:?}, include_str!(concat!(env!(\"CARGO_MANIFEST_DIR\"), \"/profiles/{name}.toml\"))),\n"
+        );
+    }
+    table += "]\n";
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"))
+        .join("builtin_profiles.rs");
+    std::fs::write(out, table).expect("write the built-in profile table");
 }

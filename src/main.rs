@@ -23,6 +23,8 @@ enum Command {
     Run(RunArgs),
     /// Print what `run` would build, without running anything.
     Plan(RunArgs),
+    /// List the profiles: the built-in ones and those in the profile directories.
+    Profiles,
     /// Tell what this host supports and how to fix what is missing.
     Check {
         /// Print the findings as JSON.
@@ -223,6 +225,13 @@ fn main() -> ExitCode {
                 e.to_outcome().exit_code() as u8
             }
         },
+        Command::Profiles => {
+            use std::io::Write;
+            let _ = std::io::stdout()
+                .lock()
+                .write_all(moat::profile::listing().as_bytes());
+            0
+        }
         Command::Check { json } => {
             let report = moat::check::probe();
             use std::io::Write;

@@ -13,7 +13,7 @@ use toml::Spanned;
 
 /// The profiles shipped in `profiles/`, built into the binary so an installed `moat`
 /// needs no data files.
-pub const BUILTIN: &[(&str, &str)] = &[("default", include_str!("../profiles/default.toml"))];
+pub const BUILTIN: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/builtin_profiles.rs"));
 
 /// Named syscall groups, shared by all profiles.
 pub const GROUPS: &str = include_str!("../profiles/groups.toml");
@@ -266,6 +266,45 @@ pub fn search_dirs() -> Vec<PathBuf> {
     }
     dirs.push(PathBuf::from("/etc/moat/profiles"));
     dirs
+}
+
+/// One line per profile a name can reach, in look-up order: those in the profile
+/// directories (which shadow a built-in one of the same name), then the built-in ones.
+pub fn listing() -> String {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = String::new();
+    let mut line = |name: &str, origin: &str, text: &str| {
+        if !seen.insert(name.to_string()) {
+            return;
+        }
+        let description = match Profile::parse(text, origin) {
+            Ok(p) => p.description.unwrap_or_default(),
+            Err(e) => format!("(does not load: {e})"),
+        };
+        out += &format!("{name:<12} {origin:<40} {description}\n");
+    };
+    for dir in search_dirs() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let mut files: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+        files.sort();
+        for path in files {
+            let Some(name) = path
+                .file_stem()
+                .and_then(|n| n.to_str())
+                .filter(|_| path.extension().is_some_and(|e| e == "toml"))
+            else {
+                continue;
+            };
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            line(name, &path.display().to_string(), &text);
+        }
+    }
+    for (name, text) in BUILTIN {
+        line(name, "built-in", text);
+    }
+    out
 }
 
 /// The shipped syscall groups, by name.

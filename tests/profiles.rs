@@ -212,3 +212,34 @@ fn blocked_user_namespaces_are_explained() {
     assert!(err.contains("user.max_user_namespaces is 0"), "{err}");
     assert!(err.contains("sysctl -w user.max_user_namespaces="), "{err}");
 }
+
+#[test]
+fn profiles_lists_built_in_and_user_profiles() {
+    let xdg = scratch();
+    let dir = xdg.path().join("moat/profiles");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("judge.toml"), "description = \"my judge\"\n").unwrap();
+    std::fs::write(dir.join("broken.toml"), "nonsense = 1\n").unwrap();
+    let out = Command::new(MOAT)
+        .arg("profiles")
+        .env("XDG_CONFIG_HOME", xdg.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0));
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+            .to_string()
+    };
+    assert!(
+        line("default").contains("built-in") && line("default").contains("one native"),
+        "{text}"
+    );
+    assert!(line("judge").ends_with("my judge"), "{text}");
+    assert!(
+        line("broken").contains("does not load") && line("broken").contains("nonsense"),
+        "{text}"
+    );
+}
