@@ -353,7 +353,17 @@ impl fmt::Display for Plan {
                     crate::policy::errno_name(e).map_or_else(|| e.to_string(), str::to_string)
                 ),
             };
-            writeln!(f, "  {:<22} {:<14} ({})", rule.name, action, rule.origin)?;
+            let when: Vec<String> = rule.conditions.iter().map(|c| c.to_string()).collect();
+            let when = if when.is_empty() {
+                String::new()
+            } else {
+                format!(" when {}", when.join(" && "))
+            };
+            writeln!(
+                f,
+                "  {:<22} {:<14} ({}){when}",
+                rule.name, action, rule.origin
+            )?;
         }
         writeln!(
             f,

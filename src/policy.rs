@@ -74,7 +74,7 @@ pub struct Policy {
     pub binds: Vec<Bind>,
     pub tmpfs: Vec<Tmpfs>,
     pub limits: Limits,
-    /// Syscall rules, sorted by name, one per syscall.
+    /// Syscall rules, sorted by name: one per syscall, or several conditional ones.
     pub rules: Vec<Rule>,
 }
 
@@ -438,7 +438,8 @@ fn syscall_rules(profile: &Profile) -> Result<Vec<Rule>, PolicyError> {
     let src = &profile.source;
     let sc = &profile.syscalls;
     let groups = profile::groups();
-    let mut rules: BTreeMap<String, Rule> = BTreeMap::new();
+    // One entry per syscall; several rules only for conditional alternatives.
+    let mut rules: BTreeMap<String, Vec<Rule>> = BTreeMap::new();
 
     let check_allowable = |name: &str,
                            span: std::ops::Range<usize>,
@@ -475,6 +476,25 @@ fn syscall_rules(profile: &Profile) -> Result<Vec<Rule>, PolicyError> {
         Ok(nr)
     };
 
+    let errno_of = |errno: &toml::Spanned<String>, key: &str| -> Result<i32, PolicyError> {
+        errno_value(errno.get_ref()).ok_or_else(|| {
+            src.error(
+                errno.span(),
+                key,
+                format!(
+                    "unknown errno `{}`; use one of {}",
+                    errno.get_ref(),
+                    ERRNOS
+                        .iter()
+                        .map(|(n, _)| *n)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )
+            .into()
+        })
+    };
+
     for g in &sc.groups {
         let group = groups.get(g.get_ref()).ok_or_else(|| {
             src.error(
@@ -489,11 +509,14 @@ fn syscall_rules(profile: &Profile) -> Result<Vec<Rule>, PolicyError> {
         })?;
         for name in &group.syscalls {
             let nr = check_allowable(name, g.span(), "syscalls.groups")?;
-            rules.entry(name.clone()).or_insert(Rule {
-                name: name.clone(),
-                nr,
-                action: Action::Allow,
-                origin: format!("group {}", g.get_ref()),
+            rules.entry(name.clone()).or_insert_with(|| {
+                vec![Rule {
+                    name: name.clone(),
+                    nr,
+                    action: Action::Allow,
+                    conditions: Vec::new(),
+                    origin: format!("group {}", g.get_ref()),
+                }]
             });
         }
     }
@@ -501,12 +524,13 @@ fn syscall_rules(profile: &Profile) -> Result<Vec<Rule>, PolicyError> {
         let nr = check_allowable(a.get_ref(), a.span(), "syscalls.allow")?;
         rules.insert(
             a.get_ref().clone(),
-            Rule {
+            vec![Rule {
                 name: a.get_ref().clone(),
                 nr,
                 action: Action::Allow,
+                conditions: Vec::new(),
                 origin: "allow".into(),
-            },
+            }],
         );
     }
     for (name, errno) in &sc.errno {
@@ -527,33 +551,85 @@ fn syscall_rules(profile: &Profile) -> Result<Vec<Rule>, PolicyError> {
                 )
                 .into());
         }
-        let value = errno_value(errno.get_ref()).ok_or_else(|| {
-            src.error(
-                errno.span(),
-                &key,
-                format!(
-                    "unknown errno `{}`; use one of {}",
-                    errno.get_ref(),
-                    ERRNOS
-                        .iter()
-                        .map(|(n, _)| *n)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            )
-        })?;
+        let value = errno_of(errno, &key)?;
         // A more specific errno rule overrides a group's allow.
         rules.insert(
             name.get_ref().clone(),
-            Rule {
+            vec![Rule {
                 name: name.get_ref().clone(),
                 nr,
                 action: Action::Errno(value),
+                conditions: Vec::new(),
                 origin: "errno".into(),
-            },
+            }],
         );
     }
-    Ok(rules.into_values().collect())
+    // Conditional rules replace what a group said about their syscall; several for one
+    // syscall are alternatives.
+    let mut conditional = std::collections::BTreeSet::new();
+    for entry in &sc.rule {
+        let name = entry.name.get_ref();
+        let key = "syscalls.rule";
+        let nr = match &entry.errno {
+            Some(_) => seccomp::syscall_nr(name).ok_or_else(|| {
+                src.error(
+                    entry.name.span(),
+                    key,
+                    format!("`{name}` is not a syscall on x86_64"),
+                )
+            })?,
+            None => check_allowable(name, entry.name.span(), key)?,
+        };
+        if sc.allow.iter().any(|a| a.get_ref() == name)
+            || sc.errno.keys().any(|e| e.get_ref() == name)
+        {
+            return Err(src
+                .error(
+                    entry.name.span(),
+                    key,
+                    format!(
+                        "`{name}` also has an unconditional rule under allow or errno; keep one"
+                    ),
+                )
+                .into());
+        }
+        let mut conditions = Vec::new();
+        for w in &entry.when {
+            let c = seccomp::Condition::parse(w.get_ref())
+                .map_err(|e| src.error(w.span(), "syscalls.rule.when", e))?;
+            if conditions
+                .iter()
+                .any(|o: &seccomp::Condition| o.arg == c.arg)
+            {
+                return Err(src
+                    .error(
+                        w.span(),
+                        "syscalls.rule.when",
+                        format!(
+                            "arg{} is compared twice; use one condition per argument (or a mask)",
+                            c.arg
+                        ),
+                    )
+                    .into());
+            }
+            conditions.push(c);
+        }
+        let action = match &entry.errno {
+            Some(e) => Action::Errno(errno_of(e, "syscalls.rule.errno")?),
+            None => Action::Allow,
+        };
+        if conditional.insert(name.clone()) {
+            rules.remove(name);
+        }
+        rules.entry(name.clone()).or_default().push(Rule {
+            name: name.clone(),
+            nr,
+            action,
+            conditions,
+            origin: "rule".into(),
+        });
+    }
+    Ok(rules.into_values().flatten().collect())
 }
 
 #[cfg(test)]
@@ -672,6 +748,35 @@ mod tests {
             err.contains("limits.memory") && err.contains("unit is required"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn conditional_rules_replace_a_groups_allow() {
+        let text = "[syscalls]\ngroups = [\"write\"]\n[[syscalls.rule]]\nname = \"write\"\nwhen = [\"arg0 == 1\"]\n[[syscalls.rule]]\nname = \"write\"\nwhen = [\"arg0 == 2\"]\n[[syscalls.rule]]\nname = \"socket\"\nwhen = [\"arg0 == AF_INET\"]\nerrno = \"EACCES\"\n";
+        let p = parse(text).unwrap();
+        let writes: Vec<_> = p.rules.iter().filter(|r| r.name == "write").collect();
+        assert_eq!(writes.len(), 2);
+        assert!(writes
+            .iter()
+            .all(|r| r.conditions.len() == 1 && r.action == Action::Allow));
+        let socket = p.rules.iter().find(|r| r.name == "socket").unwrap();
+        assert_eq!(socket.action, Action::Errno(libc::EACCES));
+        let err =
+            parse("[[syscalls.rule]]\nname = \"write\"\nwhen = [\"arg0 > 0\", \"arg0 < 3\"]\n")
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.starts_with("t.toml:3:21: syscalls.rule.when: arg0 is compared twice"),
+            "{err}"
+        );
+        let err = parse("[[syscalls.rule]]\nname = \"ptrace\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("always-denied core"), "{err}");
+        let err = parse("[[syscalls.rule]]\nname = \"write\"\nwhen = [\"fd == 1\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("t.toml:3:9: syscalls.rule.when:"), "{err}");
     }
 
     #[test]

@@ -115,6 +115,21 @@ pub struct Syscalls {
     /// syscall name -> errno name: the call fails with that errno and the program goes on.
     #[serde(default)]
     pub errno: BTreeMap<Spanned<String>, Spanned<String>>,
+    /// Rules with argument conditions, e.g. `write` only to fds 1 and 2.
+    #[serde(default)]
+    pub rule: Vec<RuleEntry>,
+}
+
+/// `[[syscalls.rule]] name = "write", when = ["arg0 >= 1", ...]`: allows the call (or
+/// fails it with `errno`) when every condition holds; several rules for one syscall
+/// are alternatives. It replaces what a group says about that syscall.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleEntry {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub when: Vec<Spanned<String>>,
+    pub errno: Option<Spanned<String>>,
 }
 
 /// A named group of syscalls (`profiles/groups.toml`).

@@ -287,3 +287,28 @@ fn personality_query_works_when_allowed() {
         assert_no_violation(&run, "ok", 0, "personality query worked\n");
     }
 }
+
+/// Argument conditions: `write` allowed for fds >= 1 only, `openat` only without write
+/// flags. A call outside them is a violation that names it.
+#[test]
+fn argument_conditions_narrow_a_syscall() {
+    let prog = fixture("sc_cond");
+    let profile = profile("sc_conditions");
+    let p = path_str(&prog);
+    for caller in callers() {
+        let ok = moat_run(caller, &["--profile", &profile, "--", p, "write", "2"]);
+        assert_run(&ok, "ok", 0, "out\n");
+        let ok = moat_run(caller, &["--profile", &profile, "--", p, "open-read", p]);
+        assert_run(&ok, "ok", 0, "out\nopen: ok\n");
+        let bad = moat_run(caller, &["--profile", &profile, "--", p, "write", "0"]);
+        assert_run(&bad, "violation", 159, "out\n");
+        assert_eq!(bad.report["violation"]["syscall"], "write");
+        assert_eq!(bad.report["violation"]["args"][0], 0);
+        let bad = moat_run(
+            caller,
+            &["--profile", &profile, "--", p, "open-create", "/x"],
+        );
+        assert_run(&bad, "violation", 159, "out\n");
+        assert_eq!(bad.report["violation"]["syscall"], "openat");
+    }
+}
