@@ -211,65 +211,28 @@ impl Policy {
         Self::resolve(&Profile::load(profile)?, overrides)
     }
 
+    /// Resolves `profile`, with the profiles it extends (base first) and its local
+    /// override file, then applies `overrides`.
     pub fn resolve(profile: &Profile, overrides: &Overrides) -> Result<Policy, PolicyError> {
-        let src = &profile.source;
-        let p = &profile.process;
-
-        let hostname = match &p.hostname {
-            Some(h) => {
-                let ok = !h.get_ref().is_empty()
-                    && h.get_ref().len() <= 64
-                    && h.get_ref()
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
-                if !ok {
-                    return Err(src
-                        .error(
-                            h.span(),
-                            "process.hostname",
-                            "use 1 to 64 letters, digits, `-` or `.`",
-                        )
-                        .into());
-                }
-                h.get_ref().clone()
-            }
-            None => "sandbox".to_string(),
-        };
-        // Inside ids must not be 0: a program that believes it is root takes paths
-        // (setuid helpers, root-only checks) that a jailed program should never take.
-        let uid = p.uid.unwrap_or(1000);
-        let gid = p.gid.unwrap_or(1000);
-        for (key, id) in [("process.uid", uid), ("process.gid", gid)] {
-            if id == 0 || id >= 1 << 31 {
-                return Err(ProfileError::Invalid {
-                    origin: src.origin.clone(),
-                    line: 1,
-                    column: 1,
-                    key: key.into(),
-                    message: format!(
-                        "{id} is not allowed: use an id from 1 to 2147483647 (default 1000)"
-                    ),
-                }
-                .into());
-            }
+        let layers = profile.clone().chain()?;
+        let mut acc = Layered::default();
+        for layer in &layers {
+            acc.apply(layer, layers.len() > 1)?;
         }
+        let origins: Vec<&str> = layers.iter().map(|l| l.source.origin.as_str()).collect();
 
-        let cwd = match (&overrides.cwd, &p.cwd) {
-            (Some(c), _) => {
-                if !c.is_absolute() {
-                    return Err(PolicyError::Option {
-                        option: "--cwd",
-                        value: c.display().to_string(),
-                        message: "must be an absolute path inside the jail".into(),
-                    });
-                }
-                normalize(c)
+        let cwd = match &overrides.cwd {
+            Some(c) if !c.is_absolute() => {
+                return Err(PolicyError::Option {
+                    option: "--cwd",
+                    value: c.display().to_string(),
+                    message: "must be an absolute path inside the jail".into(),
+                })
             }
-            (None, Some(c)) => absolute(src, c, "process.cwd")?,
-            (None, None) => PathBuf::from("/"),
+            Some(c) => normalize(c),
+            None => acc.cwd.unwrap_or_else(|| PathBuf::from("/")),
         };
-
-        let mut env: BTreeMap<String, String> = p.env.clone().unwrap_or_else(|| {
+        let mut env = acc.env.unwrap_or_else(|| {
             BTreeMap::from([(
                 "PATH".to_string(),
                 "/usr/local/bin:/usr/bin:/bin".to_string(),
@@ -278,14 +241,10 @@ impl Policy {
         for (k, v) in &overrides.env {
             env.insert(k.clone(), v.clone());
         }
-        let library_path = p
-            .library_path
-            .iter()
-            .map(|d| absolute(src, d, "process.library_path"))
-            .collect::<Result<Vec<_>, _>>()?;
         // The loader inside must search where the planner found the libraries.
-        if !library_path.is_empty() && !env.contains_key("LD_LIBRARY_PATH") {
-            let joined: Vec<String> = library_path
+        if !acc.library_path.is_empty() && !env.contains_key("LD_LIBRARY_PATH") {
+            let joined: Vec<String> = acc
+                .library_path
                 .iter()
                 .map(|d| d.display().to_string())
                 .collect();
@@ -300,9 +259,117 @@ impl Policy {
                 });
             }
         }
+        let mut binds = acc.binds;
+        binds.extend(overrides.binds.iter().cloned());
+
+        Ok(Policy {
+            profile: origins.join(" <- "),
+            hostname: acc.hostname.unwrap_or_else(|| "sandbox".to_string()),
+            uid: acc.uid.unwrap_or(1000),
+            gid: acc.gid.unwrap_or(1000),
+            cwd,
+            env: env.into_iter().collect(),
+            allow_exec: acc.allow_exec.unwrap_or(false),
+            library_path: acc.library_path,
+            proc: acc.proc.unwrap_or(false),
+            dev: acc.dev.unwrap_or(true),
+            binds,
+            tmpfs: acc.tmpfs,
+            limits: overrides.limits.over(&acc.limits),
+            rules: acc.rules.into_values().flatten().collect(),
+        })
+    }
+
+    pub fn env_value(&self, name: &str) -> Option<&str> {
+        self.env
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What the layers of a profile say, folded base first: a later layer's scalars replace
+/// earlier ones, its env entries are added, its mounts appended, its limits replace
+/// those it sets, and its syscall rules apply on top. Each layer is validated against
+/// its own file, so errors point into the file that has the mistake.
+#[derive(Default)]
+struct Layered {
+    hostname: Option<String>,
+    uid: Option<u32>,
+    gid: Option<u32>,
+    cwd: Option<PathBuf>,
+    env: Option<BTreeMap<String, String>>,
+    allow_exec: Option<bool>,
+    library_path: Vec<PathBuf>,
+    proc: Option<bool>,
+    dev: Option<bool>,
+    binds: Vec<Bind>,
+    tmpfs: Vec<Tmpfs>,
+    limits: Limits,
+    rules: BTreeMap<String, Vec<Rule>>,
+}
+
+impl Layered {
+    fn apply(&mut self, profile: &Profile, composed: bool) -> Result<(), PolicyError> {
+        let src = &profile.source;
+        let p = &profile.process;
+        if let Some(h) = &p.hostname {
+            let ok = !h.get_ref().is_empty()
+                && h.get_ref().len() <= 64
+                && h.get_ref()
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+            if !ok {
+                return Err(src
+                    .error(
+                        h.span(),
+                        "process.hostname",
+                        "use 1 to 64 letters, digits, `-` or `.`",
+                    )
+                    .into());
+            }
+            self.hostname = Some(h.get_ref().clone());
+        }
+        // Inside ids must not be 0: a program that believes it is root takes paths
+        // (setuid helpers, root-only checks) that a jailed program should never take.
+        for (key, id, slot) in [
+            ("process.uid", p.uid, &mut self.uid),
+            ("process.gid", p.gid, &mut self.gid),
+        ] {
+            let Some(id) = id else { continue };
+            if id == 0 || id >= 1 << 31 {
+                return Err(ProfileError::Invalid {
+                    origin: src.origin.clone(),
+                    line: 1,
+                    column: 1,
+                    key: key.into(),
+                    message: format!(
+                        "{id} is not allowed: use an id from 1 to 2147483647 (default 1000)"
+                    ),
+                }
+                .into());
+            }
+            *slot = Some(id);
+        }
+        if let Some(c) = &p.cwd {
+            self.cwd = Some(absolute(src, c, "process.cwd")?);
+        }
+        if let Some(env) = &p.env {
+            self.env
+                .get_or_insert_with(BTreeMap::new)
+                .extend(env.clone());
+        }
+        if p.allow_exec.is_some() {
+            self.allow_exec = p.allow_exec;
+        }
+        for d in &p.library_path {
+            self.library_path
+                .push(absolute(src, d, "process.library_path")?);
+        }
 
         let fs = &profile.filesystem;
-        let mut binds = Vec::new();
+        self.proc = fs.proc.or(self.proc);
+        self.dev = fs.dev.or(self.dev);
         for b in &fs.bind {
             let s = absolute(src, &b.src, "filesystem.bind.src")?;
             let d = match &b.dst {
@@ -323,52 +390,28 @@ impl Policy {
                     .error(
                         b.src.span(),
                         "filesystem.bind.src",
-                        format!("{} does not exist on this host; create it or mark the bind `optional = true`", s.display()),
+                        format!(
+                            "{} does not exist on this host; create it or mark the bind `optional = true`",
+                            s.display()
+                        ),
                     )
                     .into());
             }
-            binds.push(Bind {
+            self.binds.push(Bind {
                 src: s,
                 dst: d,
                 rw: b.rw,
                 optional: b.optional,
             });
         }
-        binds.extend(overrides.binds.iter().cloned());
-
-        let mut tmpfs = Vec::new();
         for t in &fs.tmpfs {
             let path = absolute(src, &t.path, "filesystem.tmpfs.path")?;
             let size = units::parse_size(t.size.get_ref())
                 .map_err(|e| src.error(t.size.span(), "filesystem.tmpfs.size", e.to_string()))?;
-            tmpfs.push(Tmpfs { path, size });
+            self.tmpfs.push(Tmpfs { path, size });
         }
-
-        let limits = overrides.limits.over(&profile_limits(profile)?);
-
-        Ok(Policy {
-            profile: src.origin.clone(),
-            hostname,
-            uid,
-            gid,
-            cwd,
-            env: env.into_iter().collect(),
-            allow_exec: p.allow_exec.unwrap_or(false),
-            library_path,
-            proc: fs.proc.unwrap_or(false),
-            dev: fs.dev.unwrap_or(true),
-            binds,
-            tmpfs,
-            limits,
-            rules: syscall_rules(profile)?,
-        })
-    }
-
-    pub fn env_value(&self, name: &str) -> Option<&str> {
-        self.env
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.limits = profile_limits(profile)?.over(&self.limits);
+        apply_syscalls(profile, &mut self.rules, composed)
     }
 }
 
@@ -432,14 +475,38 @@ fn absolute(
     Ok(normalize(path))
 }
 
-/// Resolves groups, allows and errno rules into one rule per syscall, refusing what the
-/// core forbids and names that are not syscalls.
-fn syscall_rules(profile: &Profile) -> Result<Vec<Rule>, PolicyError> {
+/// Applies one layer's syscall rules: `remove`, then groups (which do not override
+/// what an earlier layer decided), allows, errno rules and conditional rules (which
+/// do). One entry per syscall; several only for conditional alternatives. Refuses what
+/// the core forbids and names that are not syscalls.
+fn apply_syscalls(
+    profile: &Profile,
+    rules: &mut BTreeMap<String, Vec<Rule>>,
+    composed: bool,
+) -> Result<(), PolicyError> {
     let src = &profile.source;
     let sc = &profile.syscalls;
     let groups = profile::groups();
-    // One entry per syscall; several rules only for conditional alternatives.
-    let mut rules: BTreeMap<String, Vec<Rule>> = BTreeMap::new();
+    // In a composed profile, `moat plan` says which file each rule came from.
+    let from = |what: String| {
+        if composed {
+            format!("{what} in {}", src.origin)
+        } else {
+            what
+        }
+    };
+    for r in &sc.remove {
+        if seccomp::syscall_nr(r.get_ref()).is_none() {
+            return Err(src
+                .error(
+                    r.span(),
+                    "syscalls.remove",
+                    format!("`{}` is not a syscall on x86_64", r.get_ref()),
+                )
+                .into());
+        }
+        rules.remove(r.get_ref());
+    }
 
     let check_allowable = |name: &str,
                            span: std::ops::Range<usize>,
@@ -515,7 +582,7 @@ fn syscall_rules(profile: &Profile) -> Result<Vec<Rule>, PolicyError> {
                     nr,
                     action: Action::Allow,
                     conditions: Vec::new(),
-                    origin: format!("group {}", g.get_ref()),
+                    origin: from(format!("group {}", g.get_ref())),
                 }]
             });
         }
@@ -529,7 +596,7 @@ fn syscall_rules(profile: &Profile) -> Result<Vec<Rule>, PolicyError> {
                 nr,
                 action: Action::Allow,
                 conditions: Vec::new(),
-                origin: "allow".into(),
+                origin: from("allow".into()),
             }],
         );
     }
@@ -560,7 +627,7 @@ fn syscall_rules(profile: &Profile) -> Result<Vec<Rule>, PolicyError> {
                 nr,
                 action: Action::Errno(value),
                 conditions: Vec::new(),
-                origin: "errno".into(),
+                origin: from("errno".into()),
             }],
         );
     }
@@ -626,10 +693,10 @@ fn syscall_rules(profile: &Profile) -> Result<Vec<Rule>, PolicyError> {
             nr,
             action,
             conditions,
-            origin: "rule".into(),
+            origin: from("rule".into()),
         });
     }
-    Ok(rules.into_values().flatten().collect())
+    Ok(())
 }
 
 #[cfg(test)]
@@ -777,6 +844,46 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("t.toml:3:9: syscalls.rule.when:"), "{err}");
+    }
+
+    #[test]
+    fn extending_adds_removes_and_overrides() {
+        let dir = std::env::temp_dir().join(format!("moat-policy-extends-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let child = dir.join("child.toml");
+        std::fs::write(
+            &child,
+            "extends = \"default\"\n[process]\nhostname = \"judge\"\nenv = { LANG = \"C\" }\n[limits]\nmemory = \"64MiB\"\n[syscalls]\nremove = [\"ioctl\"]\ngroups = [\"pipes\"]\n[syscalls.errno]\nsocket = \"EACCES\"\n",
+        )
+        .unwrap();
+        let p = Policy::load(child.to_str().unwrap(), &Overrides::default()).unwrap();
+        assert_eq!(
+            p.profile,
+            format!("built-in:default <- {}", child.display())
+        );
+        assert_eq!(p.hostname, "judge");
+        assert_eq!(p.env_value("LANG"), Some("C"));
+        assert_eq!(p.env_value("PATH"), Some("/usr/local/bin:/usr/bin:/bin"));
+        assert_eq!(
+            (p.limits.memory, p.limits.wall_time),
+            (Some(64 << 20), Some(Duration::from_secs(60)))
+        );
+        let rule = |n: &str| p.rules.iter().find(|r| r.name == n);
+        assert!(rule("ioctl").is_none());
+        assert_eq!(rule("socket").unwrap().action, Action::Errno(libc::EACCES));
+        assert!(rule("pipe2").unwrap().origin.starts_with("group pipes in "));
+        assert_eq!(
+            rule("exit_group").unwrap().origin,
+            "group exit in built-in:default"
+        );
+        // A mistake in a layer is reported in that layer's file.
+        std::fs::write(dir.join("base.toml"), "[limits]\nmemory = \"lots\"\n").unwrap();
+        std::fs::write(&child, "extends = \"base.toml\"\n").unwrap();
+        let err = Policy::load(child.to_str().unwrap(), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("base.toml:2:10: limits.memory"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

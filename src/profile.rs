@@ -22,6 +22,8 @@ pub const GROUPS: &str = include_str!("../profiles/groups.toml");
 #[serde(deny_unknown_fields)]
 pub struct Profile {
     pub description: Option<String>,
+    /// The profile this one builds on (a name, or a path relative to this file).
+    pub extends: Option<Spanned<String>>,
     #[serde(default)]
     pub process: Process,
     #[serde(default)]
@@ -33,6 +35,10 @@ pub struct Profile {
     /// Where the text came from; set by the loader, not by the file.
     #[serde(skip)]
     pub source: Source,
+    /// The name it was found by, if it was looked up by name (its `NAME.local.toml`
+    /// override then applies).
+    #[serde(skip)]
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -115,6 +121,10 @@ pub struct Syscalls {
     /// syscall name -> errno name: the call fails with that errno and the program goes on.
     #[serde(default)]
     pub errno: BTreeMap<Spanned<String>, Spanned<String>>,
+    /// Syscalls whose rules from the extended profile are dropped (before this
+    /// profile's own rules apply).
+    #[serde(default)]
+    pub remove: Vec<Spanned<String>>,
     /// Rules with argument conditions, e.g. `write` only to fds 1 and 2.
     #[serde(default)]
     pub rule: Vec<RuleEntry>,
@@ -234,14 +244,18 @@ impl Profile {
         if name_or_path.contains('/') || name_or_path.ends_with(".toml") {
             return Self::load_path(Path::new(name_or_path));
         }
+        let named = |mut p: Profile| {
+            p.name = Some(name_or_path.to_string());
+            p
+        };
         for dir in dirs {
             let candidate = dir.join(format!("{name_or_path}.toml"));
             if candidate.is_file() {
-                return Self::load_path(&candidate);
+                return Self::load_path(&candidate).map(named);
             }
         }
         if let Some((_, text)) = BUILTIN.iter().find(|(n, _)| *n == name_or_path) {
-            return Self::parse(text, &format!("built-in:{name_or_path}"));
+            return Self::parse(text, &format!("built-in:{name_or_path}")).map(named);
         }
         Err(ProfileError::NotFound {
             name: name_or_path.to_string(),
@@ -264,6 +278,69 @@ impl Profile {
             source,
         })?;
         Self::parse(&text, &path.display().to_string())
+    }
+}
+
+/// How deep `extends` may go.
+const MAX_LAYERS: usize = 8;
+
+impl Profile {
+    /// This profile and everything it builds on, base first, with the user's
+    /// `NAME.local.toml` override (from the profile directories) last.
+    pub fn chain(self) -> Result<Vec<Profile>, ProfileError> {
+        self.chain_in(&search_dirs())
+    }
+
+    pub fn chain_in(self, dirs: &[PathBuf]) -> Result<Vec<Profile>, ProfileError> {
+        let local = match &self.name {
+            Some(name) => dirs
+                .iter()
+                .map(|d| d.join(format!("{name}.local.toml")))
+                .find(|p| p.is_file())
+                .map(|p| Self::load_path(&p))
+                .transpose()?,
+            None => None,
+        };
+        let mut layers = vec![self];
+        while let Some(ext) = layers.last().and_then(|p| p.extends.clone()) {
+            let top = layers.last().expect("not empty");
+            let here = |message: String| top.source.error(ext.span(), "extends", message);
+            if layers.len() >= MAX_LAYERS {
+                return Err(here(format!(
+                    "more than {MAX_LAYERS} profiles deep; is there a loop?"
+                )));
+            }
+            let target = ext.get_ref();
+            // A path is relative to the file that names it.
+            let base = if target.contains('/') || target.ends_with(".toml") {
+                let dir = Path::new(&top.source.origin)
+                    .parent()
+                    .unwrap_or(Path::new("."));
+                Self::load_path(&dir.join(target))
+            } else {
+                Self::load_in(target, dirs)
+            }
+            .map_err(|e| here(format!("cannot load `{target}`: {e}")))?;
+            if layers.iter().any(|l| l.source.origin == base.source.origin) {
+                return Err(here(format!(
+                    "`{target}` leads back to {}; to adjust a profile of the same name use NAME.local.toml",
+                    base.source.origin
+                )));
+            }
+            layers.push(base);
+        }
+        layers.reverse();
+        if let Some(local) = local {
+            if let Some(ext) = &local.extends {
+                return Err(local.source.error(
+                    ext.span(),
+                    "extends",
+                    "a .local.toml file applies to the profile of its name and extends nothing",
+                ));
+            }
+            layers.push(local);
+        }
+        Ok(layers)
     }
 }
 
@@ -403,6 +480,53 @@ mod tests {
                 .description
                 .unwrap(),
             "system only"
+        );
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn extends_composes_base_first_with_a_local_override_last() {
+        let base = std::env::temp_dir().join(format!("moat-extends-test-{}", std::process::id()));
+        std::fs::create_dir_all(&base).unwrap();
+        std::fs::write(
+            base.join("judge.toml"),
+            "extends = \"default\"\ndescription = \"judge\"\n",
+        )
+        .unwrap();
+        std::fs::write(base.join("judge.local.toml"), "description = \"local\"\n").unwrap();
+        std::fs::write(base.join("a.toml"), "extends = \"b\"\n").unwrap();
+        std::fs::write(base.join("b.toml"), "extends = \"a\"\n").unwrap();
+        std::fs::write(base.join("c.toml"), "extends = \"./sub/d.toml\"\n").unwrap();
+        std::fs::create_dir_all(base.join("sub")).unwrap();
+        std::fs::write(base.join("sub/d.toml"), "extends = \"nowhere\"\n").unwrap();
+        let dirs = [base.clone()];
+        let layers = Profile::load_in("judge", &dirs)
+            .unwrap()
+            .chain_in(&dirs)
+            .unwrap();
+        let origins: Vec<&str> = layers.iter().map(|l| l.source.origin.as_str()).collect();
+        assert_eq!(origins[0], "built-in:default");
+        assert!(
+            origins[1].ends_with("judge.toml") && origins[2].ends_with("judge.local.toml"),
+            "{origins:?}"
+        );
+        let err = Profile::load_in("a", &dirs)
+            .unwrap()
+            .chain_in(&dirs)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("b.toml:1:11: extends: `a` leads back to"),
+            "{err}"
+        );
+        let err = Profile::load_in("c", &dirs)
+            .unwrap()
+            .chain_in(&dirs)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("d.toml:1:11: extends: cannot load `nowhere`"),
+            "{err}"
         );
         std::fs::remove_dir_all(&base).unwrap();
     }
