@@ -18,6 +18,7 @@ const DIRS: &[&str] = &[
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     builtin_profiles();
+    rootfs_templates();
     println!("cargo:rerun-if-env-changed=LIBSECCOMP_LIB_PATH");
     if std::env::var_os("LIBSECCOMP_LIB_PATH").is_some() {
         return;
@@ -71,4 +72,52 @@ fn builtin_profiles() {
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"))
         .join("builtin_profiles.rs");
     std::fs::write(out, table).expect("write the built-in profile table");
+}
+
+/// Every file of every template in rootfs-templates/ (but the READMEs) is built into the
+/// binary too: writes the (template, path, bytes) table that src/rootfs.rs includes.
+fn rootfs_templates() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("rootfs-templates");
+    println!("cargo:rerun-if-changed={}", root.display());
+    let mut files = Vec::new();
+    let mut stack = vec![root.clone()];
+    while let Some(dir) = stack.pop() {
+        println!("cargo:rerun-if-changed={}", dir.display());
+        for entry in std::fs::read_dir(&dir)
+            .expect("read rootfs-templates")
+            .flatten()
+        {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.file_name().is_some_and(|n| n != "README.md") {
+                println!("cargo:rerun-if-changed={}", path.display());
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    let mut table = String::from("&[\n");
+    for path in files {
+        let rel = path.strip_prefix(&root).expect("under the root");
+        let mut parts = rel.iter();
+        let template = parts
+            .next()
+            .expect("a template dir")
+            .to_string_lossy()
+            .into_owned();
+        let inside: PathBuf = parts.collect();
+        if inside.as_os_str().is_empty() {
+            continue;
+        }
+        table += &format!(
+            "    ({template:?}, {:?}, include_bytes!({:?}).as_slice()),\n",
+            inside.display().to_string(),
+            path.display().to_string()
+        );
+    }
+    table += "]\n";
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"))
+        .join("rootfs_templates.rs");
+    std::fs::write(out, table).expect("write the rootfs template table");
 }

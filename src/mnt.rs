@@ -24,6 +24,11 @@ enum Op {
     },
     /// An empty file to bind a file over.
     Touch(CString),
+    /// A small file with prepared contents (a rootfs template's).
+    Write {
+        path: CString,
+        data: Vec<u8>,
+    },
     Mount {
         src: Option<CString>,
         dst: CString,
@@ -76,6 +81,13 @@ impl MountOps {
             let i = i as u32;
             match step {
                 Step::Mkdir { path } => ops.push((i, Op::Mkdir(under(NEW_ROOT, path)))),
+                Step::File { path, contents } => ops.push((
+                    i,
+                    Op::Write {
+                        path: under(NEW_ROOT, path),
+                        data: contents.clone(),
+                    },
+                )),
                 Step::Symlink { path, target } => ops.push((
                     i,
                     Op::Symlink {
@@ -316,6 +328,28 @@ fn run(op: &Op) -> Result<(), i32> {
                 Ok(())
             }
             Op::Symlink { target, path } => check(libc::symlink(target.as_ptr(), path.as_ptr())),
+            Op::Write { path, data } => {
+                let fd = libc::open(
+                    path.as_ptr(),
+                    libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC,
+                    0o444,
+                );
+                if fd < 0 {
+                    return Err(errno());
+                }
+                let mut rest: &[u8] = data;
+                while !rest.is_empty() {
+                    let n = libc::write(fd, rest.as_ptr().cast(), rest.len());
+                    if n <= 0 {
+                        let e = errno();
+                        libc::close(fd);
+                        return Err(e);
+                    }
+                    rest = &rest[n as usize..];
+                }
+                libc::close(fd);
+                Ok(())
+            }
             Op::Touch(path) => {
                 let fd = libc::open(
                     path.as_ptr(),

@@ -71,6 +71,8 @@ pub struct Policy {
     pub library_path: Vec<PathBuf>,
     pub proc: bool,
     pub dev: bool,
+    /// The rootfs template whose files are written into the jail's root.
+    pub template: Option<String>,
     pub binds: Vec<Bind>,
     pub tmpfs: Vec<Tmpfs>,
     pub limits: Limits,
@@ -273,6 +275,7 @@ impl Policy {
             library_path: acc.library_path,
             proc: acc.proc.unwrap_or(false),
             dev: acc.dev.unwrap_or(true),
+            template: acc.template,
             binds,
             tmpfs: acc.tmpfs,
             limits: overrides.limits.over(&acc.limits),
@@ -303,6 +306,7 @@ struct Layered {
     library_path: Vec<PathBuf>,
     proc: Option<bool>,
     dev: Option<bool>,
+    template: Option<String>,
     binds: Vec<Bind>,
     tmpfs: Vec<Tmpfs>,
     limits: Limits,
@@ -370,6 +374,23 @@ impl Layered {
         let fs = &profile.filesystem;
         self.proc = fs.proc.or(self.proc);
         self.dev = fs.dev.or(self.dev);
+        if let Some(t) = &fs.template {
+            let known = crate::rootfs::template_names();
+            if !known.contains(&t.get_ref().as_str()) {
+                return Err(src
+                    .error(
+                        t.span(),
+                        "filesystem.template",
+                        format!(
+                            "unknown template `{}`; known: {}",
+                            t.get_ref(),
+                            known.join(", ")
+                        ),
+                    )
+                    .into());
+            }
+            self.template = Some(t.get_ref().clone());
+        }
         for b in &fs.bind {
             let s = absolute(src, &b.src, "filesystem.bind.src")?;
             let d = match &b.dst {

@@ -65,6 +65,8 @@ pub struct Filesystem {
     pub proc: Option<bool>,
     /// Mount a minimal /dev (null, zero, full, random, urandom).
     pub dev: Option<bool>,
+    /// A rootfs template (rootfs-templates/NAME): small files such as /etc/passwd.
+    pub template: Option<Spanned<String>>,
     #[serde(default)]
     pub bind: Vec<Bind>,
     #[serde(default)]

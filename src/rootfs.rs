@@ -19,10 +19,34 @@ pub const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom"];
 const ROOT_SIZE: u64 = 1 << 20;
 const DEV_SIZE: u64 = 64 << 10;
 
+/// The rootfs templates built into the binary: (template, path inside, contents).
+pub const TEMPLATES: &[(&str, &str, &[u8])] =
+    include!(concat!(env!("OUT_DIR"), "/rootfs_templates.rs"));
+
+pub fn template_names() -> Vec<&'static str> {
+    let mut names: Vec<&str> = TEMPLATES.iter().map(|(t, _, _)| *t).collect();
+    names.dedup();
+    names
+}
+
+/// A template file's contents with the jail's values filled in.
+fn fill(contents: &[u8], policy: &Policy) -> Vec<u8> {
+    String::from_utf8_lossy(contents)
+        .replace("{{uid}}", &policy.uid.to_string())
+        .replace("{{gid}}", &policy.gid.to_string())
+        .replace("{{hostname}}", &policy.hostname)
+        .into_bytes()
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
     Mkdir {
         path: PathBuf,
+    },
+    /// A small read-only file written into the root (from a rootfs template).
+    File {
+        path: PathBuf,
+        contents: Vec<u8>,
     },
     Symlink {
         path: PathBuf,
@@ -89,6 +113,7 @@ enum Node {
         size: u64,
     },
     Proc,
+    File(Vec<u8>),
 }
 
 struct Builder {
@@ -212,6 +237,13 @@ pub fn plan(policy: &Policy, program_files: &[PathBuf]) -> Result<Tree, RootfsEr
     if policy.proc {
         b.add(PathBuf::from("/proc"), Node::Proc)?;
     }
+    if let Some(template) = &policy.template {
+        for (_, path, contents) in TEMPLATES.iter().filter(|(t, _, _)| t == template) {
+            let path = Path::new("/").join(path);
+            b.parents(&path)?;
+            b.add(path, Node::File(fill(contents, policy)))?;
+        }
+    }
     if policy.dev {
         b.add(PathBuf::from("/dev"), Node::Tmpfs { size: DEV_SIZE })?;
         for d in DEVICES {
@@ -306,6 +338,10 @@ fn order(nodes: &BTreeMap<PathBuf, Node>) -> Vec<Step> {
                 }
             }
             Node::Proc => Step::Proc { dst: path },
+            Node::File(contents) => Step::File {
+                path,
+                contents: contents.clone(),
+            },
         });
     }
     steps.extend(seal);
@@ -387,6 +423,12 @@ impl fmt::Display for Step {
             ),
             Step::Proc { dst } => write!(f, "proc     {} (nosuid,nodev,noexec)", dst.display()),
             Step::Seal { dst } => write!(f, "remount  {} (ro)", dst.display()),
+            Step::File { path, contents } => write!(
+                f,
+                "file     {} ({} bytes, from the template)",
+                path.display(),
+                contents.len()
+            ),
         }
     }
 }
@@ -475,6 +517,33 @@ mod tests {
                 .any(|t| t == "symlink  /dev/fd -> /proc/self/fd"),
             "{text:?}"
         );
+    }
+
+    #[test]
+    fn template_files_are_filled_in() {
+        let mut p = policy();
+        p.template = Some("base".into());
+        p.uid = 1234;
+        p.hostname = "judge".into();
+        let tree = plan(&p, &[]).unwrap();
+        let file = |want: &str| {
+            tree.steps.iter().find_map(|s| match s {
+                Step::File { path, contents } if path == Path::new(want) => {
+                    Some(String::from_utf8_lossy(contents).into_owned())
+                }
+                _ => None,
+            })
+        };
+        assert!(file("/etc/passwd")
+            .unwrap()
+            .contains("sandbox:x:1234:1000:"));
+        assert!(file("/etc/hosts").unwrap().contains("127.0.1.1\tjudge"));
+        assert!(file("/README.md").is_none());
+        let pos = |f: &dyn Fn(&Step) -> bool| tree.steps.iter().position(f).unwrap();
+        let etc = pos(&|s| matches!(s, Step::Mkdir { path } if path == Path::new("/etc")));
+        let passwd =
+            pos(&|s| matches!(s, Step::File { path, .. } if path == Path::new("/etc/passwd")));
+        assert!(etc < passwd);
     }
 
     #[test]

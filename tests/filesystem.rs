@@ -903,3 +903,30 @@ fn missing_bind_source_is_a_setup_error() {
         );
     }
 }
+
+/// A rootfs template writes its small files into the root, filled in with the jail's
+/// user and hostname: /etc/passwd names uid 1000, so `id` finds the user's name.
+#[test]
+fn rootfs_template_names_the_jails_user() {
+    let profile = profile("fs_template");
+    for caller in callers() {
+        let run = moat_run(caller, &["--profile", &profile, "--", "/usr/bin/id"]);
+        assert_run(
+            &run,
+            "ok",
+            0,
+            "uid=1000(sandbox) gid=1000(sandbox) groups=1000(sandbox)\n",
+        );
+        let run = moat_run(
+            caller,
+            &["--profile", &profile, "--", "/bin/cat", "/etc/hostname"],
+        );
+        assert_run(&run, "ok", 0, "judge\n");
+    }
+    let plan = std::process::Command::new(MOAT)
+        .args(["plan", "--profile", &profile, "--", "/usr/bin/id"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&plan.stdout);
+    assert!(text.contains("  file     /etc/passwd ("), "{text}");
+}
