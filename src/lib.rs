@@ -41,6 +41,7 @@ pub mod rootfs;
 pub mod run;
 pub mod seccomp;
 pub mod spawn;
+pub mod template;
 pub mod units;
 pub mod user;
 

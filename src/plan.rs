@@ -112,8 +112,18 @@ impl Plan {
         }
         let tree = rootfs::plan(&policy, &files)?;
         let filter = seccomp::compile(&policy.rules, policy.allow_exec)?;
-        let argv = command
+        // argv[0], then the profile's arguments (those whose limits are set), then
+        // the caller's.
+        let profile_args = policy
+            .args
             .iter()
+            .filter_map(|t| crate::template::expand(t, &policy.limits))
+            .map(OsString::from);
+        let argv = command[..1]
+            .iter()
+            .cloned()
+            .chain(profile_args)
+            .chain(command[1..].iter().cloned())
             .map(|a| cstring(a.as_bytes()))
             .collect::<Result<Vec<_>, _>>()?;
         let mut env = policy.env.clone();

@@ -68,6 +68,8 @@ pub struct Policy {
     /// The program's whole environment, sorted by name.
     pub env: Vec<(String, String)>,
     pub allow_exec: bool,
+    /// Argument templates put after the program's name (see `template`).
+    pub args: Vec<String>,
     pub library_path: Vec<PathBuf>,
     pub proc: bool,
     pub dev: bool,
@@ -272,6 +274,7 @@ impl Policy {
             cwd,
             env: env.into_iter().collect(),
             allow_exec: acc.allow_exec.unwrap_or(false),
+            args: acc.args,
             library_path: acc.library_path,
             proc: acc.proc.unwrap_or(false),
             dev: acc.dev.unwrap_or(true),
@@ -303,6 +306,7 @@ struct Layered {
     cwd: Option<PathBuf>,
     env: Option<BTreeMap<String, String>>,
     allow_exec: Option<bool>,
+    args: Vec<String>,
     library_path: Vec<PathBuf>,
     proc: Option<bool>,
     dev: Option<bool>,
@@ -365,6 +369,11 @@ impl Layered {
         }
         if p.allow_exec.is_some() {
             self.allow_exec = p.allow_exec;
+        }
+        for a in &p.args {
+            crate::template::check(a.get_ref())
+                .map_err(|e| src.error(a.span(), "process.args", e))?;
+            self.args.push(a.get_ref().clone());
         }
         for d in &p.library_path {
             self.library_path

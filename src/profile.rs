@@ -52,6 +52,10 @@ pub struct Process {
     pub env: Option<BTreeMap<String, String>>,
     /// Allow execve after the program has started (shells, compilers).
     pub allow_exec: Option<bool>,
+    /// Arguments put right after the program's name, before the user's; templates
+    /// may use the run's limits, e.g. "-Xmx{memory_mib*3/4}m" (see src/template.rs).
+    #[serde(default)]
+    pub args: Vec<Spanned<String>>,
     /// Directories searched for shared libraries before ld.so.cache; also given to the
     /// program as LD_LIBRARY_PATH unless `env` sets that itself.
     #[serde(default)]

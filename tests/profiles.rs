@@ -243,3 +243,44 @@ fn profiles_lists_built_in_and_user_profiles() {
         "{text}"
     );
 }
+
+#[test]
+fn profile_arguments_follow_the_run_limits() {
+    let dir = scratch();
+    let path = write_profile(
+        dir.path(),
+        "args.toml",
+        "extends = \"default\"\n[process]\nargs = [\"fixed\", \"heap={memory_mib*3/4}m\", \"stack={stack_mib}m\"]\n",
+    );
+    for caller in callers() {
+        let run = moat_run(
+            caller,
+            &[
+                "--profile",
+                &path,
+                "--memory",
+                "256MiB",
+                "--",
+                "/bin/echo",
+                "user",
+            ],
+        );
+        assert_run(&run, "ok", 0, "fixed heap=192m user\n");
+        // Without the limit, the argument that needs it is left out.
+        let run = moat_run(caller, &["--profile", &path, "--", "/bin/echo", "user"]);
+        assert_run(&run, "ok", 0, "fixed user\n");
+    }
+    let bad = write_profile(
+        dir.path(),
+        "bad-args.toml",
+        "[process]\nargs = [\"-Xmx{memroy_mib}m\"]\n",
+    );
+    let run = moat_run(Caller::Current, &["--profile", &bad, "--", "/bin/true"]);
+    assert_eq!(run.code, 125);
+    assert!(
+        run.stderr
+            .contains("bad-args.toml:2:9: process.args: `{memroy_mib}`: unknown value"),
+        "{}",
+        run.stderr
+    );
+}
