@@ -28,6 +28,7 @@ pub mod check;
 pub mod elf;
 pub mod init;
 pub mod ldcache;
+pub mod learn;
 pub mod mnt;
 pub mod monitor;
 pub mod net;

@@ -21,6 +21,9 @@ struct Cli {
 enum Command {
     /// Run a program in the jail.
     Run(RunArgs),
+    /// Run a program with every call outside the profile noted and allowed, then write
+    /// a profile (extending the one given) that lets it run.
+    Learn(LearnArgs),
     /// Print what `run` would build, without running anything.
     Plan(RunArgs),
     /// List the profiles: the built-in ones and those in the profile directories.
@@ -31,6 +34,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Args)]
+struct LearnArgs {
+    /// Where to write the learned profile.
+    #[arg(long, value_name = "FILE", default_value = "learned.toml")]
+    save: PathBuf,
+    #[command(flatten)]
+    run: RunArgs,
 }
 
 #[derive(Args)]
@@ -133,6 +145,7 @@ fn overrides(a: &RunArgs) -> Result<Overrides, moat::Error> {
         binds,
         cwd: a.cwd.clone(),
         env,
+        learn: false,
         limits: moat::policy::Limits {
             cpu_time: a.cpu_time,
             wall_time: a.wall_time,
@@ -150,7 +163,15 @@ fn overrides(a: &RunArgs) -> Result<Overrides, moat::Error> {
 use moat::PolicyError;
 
 fn build(a: &RunArgs) -> Result<Plan, moat::Error> {
-    let policy = Policy::load(&a.profile, &overrides(a)?)?;
+    build_as(a, false)
+}
+
+fn build_as(a: &RunArgs, learn: bool) -> Result<Plan, moat::Error> {
+    let overrides = Overrides {
+        learn,
+        ..overrides(a)?
+    };
+    let policy = Policy::load(&a.profile, &overrides)?;
     Ok(Plan::build(policy, &a.command)?)
 }
 
@@ -166,21 +187,32 @@ fn write_report(a: &RunArgs, outcome: &moat::Outcome) {
 }
 
 fn run(a: &RunArgs) -> u8 {
+    match run_as(a, false) {
+        Ok((_, outcome)) => outcome.exit_code() as u8,
+        Err(code) => code,
+    }
+}
+
+/// Builds and runs; reports errors and the verdict on stderr and in the report.
+/// Err carries the exit status of a run that could not start.
+fn run_as(a: &RunArgs, learn: bool) -> Result<(Plan, moat::Outcome), u8> {
     let options = moat::RunOptions {
         stdin: a.stdin.clone(),
         stdout: a.stdout.clone(),
         stderr: a.stderr.clone(),
         cgroup: a.cgroup.clone(),
     };
-    let outcome = match build(a)
-        .and_then(|plan| moat::run_with(&plan, &options).map_err(moat::Error::from))
-    {
-        Ok(outcome) => outcome,
+    let ran = build_as(a, learn).and_then(|plan| {
+        let outcome = moat::run_with(&plan, &options)?;
+        Ok((plan, outcome))
+    });
+    let (plan, outcome) = match ran {
+        Ok(r) => r,
         Err(e) => {
             eprintln!("moat: {e}");
             let outcome = e.to_outcome();
             write_report(a, &outcome);
-            return outcome.exit_code() as u8;
+            return Err(outcome.exit_code() as u8);
         }
     };
     if let Some(err) = &outcome.error {
@@ -188,11 +220,47 @@ fn run(a: &RunArgs) -> u8 {
     }
     if let Some(v) = &outcome.violation {
         eprintln!(
-            "moat: violation: {} (nr {}, arch {}) is not allowed by profile {}",
-            v.syscall, v.nr, v.arch, a.profile
+            "moat: violation: {}",
+            moat::policy::violation_advice(v, &a.profile)
         );
     }
     write_report(a, &outcome);
+    Ok((plan, outcome))
+}
+
+fn learn(l: &LearnArgs) -> u8 {
+    let (plan, outcome) = match run_as(&l.run, true) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let learned = outcome.learned.clone().unwrap_or_default();
+    // A base given as a relative path must still be found from where the profile is saved.
+    let base = match std::fs::canonicalize(&l.run.profile) {
+        Ok(p) if l.run.profile.contains('/') || l.run.profile.ends_with(".toml") => {
+            p.display().to_string()
+        }
+        _ => l.run.profile.clone(),
+    };
+    let command: Vec<String> = l
+        .run
+        .command
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let text = moat::learn::profile_text(&base, &plan, &learned, &outcome, &command);
+    if let Err(e) = std::fs::write(&l.save, text) {
+        eprintln!("moat: cannot write {}: {e}", l.save.display());
+        return 125;
+    }
+    eprintln!(
+        "moat: wrote {} ({} syscalls beyond {}, {} files to bind{}); run it with --profile {}",
+        l.save.display(),
+        learned.syscalls.len(),
+        l.run.profile,
+        moat::learn::missing_files(&plan, &learned).len(),
+        if learned.exec { ", exec allowed" } else { "" },
+        l.save.display()
+    );
     outcome.exit_code() as u8
 }
 
@@ -213,6 +281,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match &cli.command {
         Command::Run(a) => run(a),
+        Command::Learn(l) => learn(l),
         Command::Plan(a) => match build(a) {
             Ok(plan) => {
                 use std::io::Write;

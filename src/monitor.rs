@@ -5,10 +5,12 @@
 //! Waits name only this thread's own children and tracees (`__WNOTHREAD`), so several
 //! jails monitored from several threads of one process never see each other's events.
 
+use crate::learn::Learned;
 use crate::outcome::Violation;
 use crate::spawn::Jail;
 use crate::{accounting, relay, seccomp};
 use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
@@ -45,6 +47,10 @@ pub struct Supervision<'a> {
     /// Output streams to relay, and the cap on their total.
     pub relay: Vec<relay::Stream>,
     pub output_cap: u64,
+    /// Learning mode: calls outside the policy are noted and allowed (see `learn`).
+    pub learn: bool,
+    /// The program's working directory inside, for relative paths it opens.
+    pub cwd: PathBuf,
 }
 
 /// How often CPU time and memory are sampled when a limit needs it.
@@ -68,6 +74,8 @@ pub struct Watch {
     /// killed with the jail may never be accounted to init.
     pub sampled_cpu: Option<(Duration, Duration)>,
     pub relayed: relay::Relayed,
+    /// What a learning run saw (None unless learning).
+    pub learned: Option<Learned>,
 }
 
 /// Runs the loop until the jail's init and every tracee are reaped, enforcing the
@@ -156,7 +164,10 @@ pub fn watch(jail: &Jail, sup: Supervision<'_>) -> Watch {
                 })
             })
         });
-        event_loop(jail, &mut w, &live, end_run);
+        if sup.learn {
+            w.learned = Some(Learned::default());
+        }
+        event_loop(jail, &mut w, &live, end_run, &sup.cwd);
         w.wall_time = sup.started.elapsed();
         drop(done_tx);
         if let Some(t) = relay_thread {
@@ -207,7 +218,13 @@ fn syscall_info(pid: libc::pid_t) -> Option<SyscallInfo> {
     (r > 0 && info.op == PTRACE_SYSCALL_INFO_SECCOMP).then_some(info)
 }
 
-fn event_loop(jail: &Jail, w: &mut Watch, live: &Mutex<HashSet<libc::pid_t>>, end_run: &dyn Fn()) {
+fn event_loop(
+    jail: &Jail,
+    w: &mut Watch,
+    live: &Mutex<HashSet<libc::pid_t>>,
+    end_run: &dyn Fn(),
+    cwd: &Path,
+) {
     let mut program: Option<libc::pid_t> = None;
     let mut ended: HashMap<libc::pid_t, i32> = HashMap::new();
     // Before the program's exec completes, every traced syscall is moat's own code in
@@ -241,15 +258,20 @@ fn event_loop(jail: &Jail, w: &mut Watch, live: &Mutex<HashSet<libc::pid_t>>, en
         let sig = libc::WSTOPSIG(status);
         match status >> 16 {
             libc::PTRACE_EVENT_SECCOMP => {
-                if exec_seen {
+                let info = if exec_seen { syscall_info(pid) } else { None };
+                let learned = match (&info, w.learned.as_mut()) {
+                    (Some(info), Some(learned)) => note(learned, pid, info, cwd),
+                    _ => false,
+                };
+                if !exec_seen || learned {
+                    cont(pid, libc::PTRACE_CONT, 0);
+                } else {
                     if w.violation.is_none() {
-                        w.violation = Some(read_violation(pid));
+                        w.violation = Some(violation(pid, info.as_ref()));
                     }
                     // Leave the tracee stopped: killing init takes it down with the
                     // rest, and it must not run one more instruction.
                     end_run();
-                } else {
-                    cont(pid, libc::PTRACE_CONT, 0);
                 }
             }
             libc::PTRACE_EVENT_FORK | libc::PTRACE_EVENT_VFORK | libc::PTRACE_EVENT_CLONE => {
@@ -289,8 +311,8 @@ fn event_loop(jail: &Jail, w: &mut Watch, live: &Mutex<HashSet<libc::pid_t>>, en
     w.program_status = program.and_then(|p| ended.get(&p).copied());
 }
 
-fn read_violation(pid: libc::pid_t) -> Violation {
-    match syscall_info(pid) {
+fn violation(pid: libc::pid_t, info: Option<&SyscallInfo>) -> Violation {
+    match info {
         Some(info) => Violation {
             syscall: seccomp::syscall_name(info.arch, info.nr),
             nr: info.nr,
@@ -306,4 +328,73 @@ fn read_violation(pid: libc::pid_t) -> Violation {
             pid,
         },
     }
+}
+
+/// Learning mode: notes a traced call and says whether it may go on. Foreign
+/// architectures, the core's argument checks and the always-denied core stay
+/// violations: a learned profile could not allow them anyway.
+fn note(learned: &mut Learned, pid: libc::pid_t, info: &SyscallInfo, cwd: &Path) -> bool {
+    let name = seccomp::syscall_name(info.arch, info.nr);
+    if seccomp::arch_name(info.arch, info.nr) != "x86_64"
+        || seccomp::CORE_DENIED.contains(&name.as_str())
+    {
+        return false;
+    }
+    let path_arg = seccomp::FILE_CALLS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, i)| *i);
+    if let Some(i) = path_arg {
+        // openat-style calls with a directory fd other than AT_FDCWD name a path we
+        // cannot place; note only absolute and cwd-relative ones.
+        let dirfd_ok = i == 0 || info.args[0] as i32 == libc::AT_FDCWD;
+        if let Some(path) = read_string(pid, info.args[i]).filter(|_| dirfd_ok) {
+            learned
+                .files
+                .insert(crate::policy::normalize(&cwd.join(path)));
+        }
+    }
+    match info.ret_data as u16 {
+        seccomp::TRACE_FILE => true,
+        seccomp::TRACE_DENIED => {
+            if name == "execve" || name == "execveat" {
+                learned.exec = true;
+            } else {
+                learned.syscalls.insert(name);
+            }
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Reads a NUL-terminated string (at most PATH_MAX bytes) from a tracee.
+fn read_string(pid: libc::pid_t, addr: u64) -> Option<PathBuf> {
+    let mut buf = vec![0u8; libc::PATH_MAX as usize];
+    let local = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let remote = libc::iovec {
+        iov_base: addr as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    // SAFETY: reads the tracee's memory into our buffer of the stated size; a short
+    // read (the string near the end of a mapping) is handled below.
+    let n = unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) };
+    let mut n = usize::try_from(n).unwrap_or(0);
+    if n == 0 {
+        // Page-crossing reads can fail as a whole; retry up to the page end.
+        let in_page = 4096 - (addr as usize % 4096);
+        let remote = libc::iovec {
+            iov_base: addr as *mut libc::c_void,
+            iov_len: in_page,
+        };
+        // SAFETY: as above, with a shorter length.
+        n = usize::try_from(unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) })
+            .unwrap_or(0);
+    }
+    let end = buf[..n].iter().position(|b| *b == 0)?;
+    use std::os::unix::ffi::OsStrExt;
+    Some(PathBuf::from(std::ffi::OsStr::from_bytes(&buf[..end])))
 }

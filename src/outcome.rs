@@ -79,6 +79,9 @@ pub struct Outcome {
     pub limits: Vec<LimitReport>,
     /// Bytes of stdout and stderr delivered (counted only when output is relayed).
     pub output_bytes: [u64; 2],
+    /// What a learning run saw (`moat learn` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub learned: Option<crate::learn::Learned>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -170,6 +173,7 @@ impl Outcome {
             error: Some(ErrorInfo { kind, message }),
             limits: Vec::new(),
             output_bytes: [0, 0],
+            learned: None,
         }
     }
 

@@ -111,7 +111,7 @@ impl Plan {
             files.push(ld_cache.to_path_buf());
         }
         let tree = rootfs::plan(&policy, &files)?;
-        let filter = seccomp::compile(&policy.rules, policy.allow_exec)?;
+        let filter = seccomp::compile(&policy.rules, policy.allow_exec, policy.learn)?;
         // argv[0], then the profile's arguments (those whose limits are set), then
         // the caller's.
         let profile_args = policy

@@ -78,6 +78,9 @@ pub struct Policy {
     pub binds: Vec<Bind>,
     pub tmpfs: Vec<Tmpfs>,
     pub limits: Limits,
+    /// Learning mode (`moat learn`): calls outside the rules are noted and allowed
+    /// (except the always-denied core), and the files the program opens are noted.
+    pub learn: bool,
     /// Syscall rules, sorted by name: one per syscall, or several conditional ones.
     pub rules: Vec<Rule>,
 }
@@ -90,6 +93,8 @@ pub struct Overrides {
     pub env: Vec<(String, String)>,
     /// Limits that replace the profile's, one by one.
     pub limits: Limits,
+    /// Run in learning mode (see `Policy::learn`).
+    pub learn: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -159,6 +164,43 @@ pub fn normalize(path: &Path) -> PathBuf {
         }
     }
     out
+}
+
+/// What to tell a person about a violation: which syscall, and what would allow it.
+pub fn violation_advice(v: &crate::outcome::Violation, profile: &str) -> String {
+    let what = format!(
+        "{} (nr {}, arch {}) is not allowed by profile {profile}",
+        v.syscall, v.nr, v.arch
+    );
+    if v.arch != "x86_64" {
+        return format!("{what}; calls of a foreign architecture are never allowed");
+    }
+    if seccomp::CORE_DENIED.contains(&v.syscall.as_str()) {
+        return format!("{what}; it is in moat's always-denied core, which no profile can allow");
+    }
+    if v.syscall == "execve" || v.syscall == "execveat" {
+        return format!(
+            "{what}; set `allow_exec = true` under [process] to let the program start others"
+        );
+    }
+    let groups: Vec<String> = profile::groups()
+        .into_iter()
+        .filter(|(_, g)| g.syscalls.contains(&v.syscall))
+        .map(|(n, _)| format!("`{n}`"))
+        .collect();
+    let group_hint = if groups.is_empty() {
+        String::new()
+    } else {
+        format!(" (or the group {} under groups)", groups.join(" or "))
+    };
+    let core_note = seccomp::CORE_CONDITIONAL
+        .iter()
+        .find(|(n, _)| *n == v.syscall)
+        .map(|(n, why)| format!(" (whatever a profile says, moat allows {n} {why})"))
+        .unwrap_or_default();
+    format!(
+        "{what}; add it to [syscalls] allow{group_hint}, or run `moat learn --profile {profile} -- PROGRAM` to write a profile that allows what the program needs{core_note}"
+    )
 }
 
 /// errno names a profile may use.
@@ -282,6 +324,7 @@ impl Policy {
             binds,
             tmpfs: acc.tmpfs,
             limits: overrides.limits.over(&acc.limits),
+            learn: overrides.learn,
             rules: acc.rules.into_values().flatten().collect(),
         })
     }
@@ -923,6 +966,7 @@ mod tests {
             binds: vec![Bind::parse(".", false, &cwd).unwrap()],
             cwd: Some(cwd.clone()),
             env: vec![("LANG".into(), "C".into())],
+            learn: false,
             limits: Limits {
                 wall_time: Some(Duration::from_secs(2)),
                 memory: Some(1 << 20),

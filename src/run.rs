@@ -68,6 +68,8 @@ pub fn run_with(plan: &Plan, opts: &RunOptions) -> Result<Outcome, SpawnError> {
                 .filter(|_| mechanisms.memory == Mechanism::None),
             relay: stdio.relay,
             output_cap: limits.output.unwrap_or(u64::MAX),
+            learn: plan.policy.learn,
+            cwd: plan.policy.cwd.clone(),
         },
     );
     let figures = Figures::collect(&watch, cg.as_ref(), mechanisms);
@@ -88,6 +90,7 @@ pub fn run_with(plan: &Plan, opts: &RunOptions) -> Result<Outcome, SpawnError> {
         error: observed.setup_failure,
         limits: limit_reports(limits, mechanisms, fallback.as_deref()),
         output_bytes: watch.relayed.delivered,
+        learned: watch.learned.clone(),
     })
 }
 

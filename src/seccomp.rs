@@ -16,6 +16,20 @@ use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 pub const TRACE_DENIED: u16 = 1;
 /// `SECCOMP_RET_TRACE` data for a syscall of a foreign architecture (i386 `int 0x80`, x32).
 pub const TRACE_BAD_ARCH: u16 = 2;
+/// `SECCOMP_RET_TRACE` data for a call the core's argument checks refuse.
+pub const TRACE_CORE: u16 = 3;
+/// `SECCOMP_RET_TRACE` data, in learning mode only, for an allowed call that opens a
+/// file: the monitor notes the path and lets it go on.
+pub const TRACE_FILE: u16 = 4;
+
+/// Calls that name a file, with the index of the path argument: traced when learning.
+pub const FILE_CALLS: &[(&str, usize)] = &[
+    ("open", 0),
+    ("openat", 1),
+    ("openat2", 1),
+    ("execve", 0),
+    ("execveat", 1),
+];
 
 pub const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
 pub const AUDIT_ARCH_I386: u32 = 0x4000_0003;
@@ -430,7 +444,7 @@ fn core_prefix() -> Vec<libc::sock_filter> {
     emit(
         deny_at,
         RET,
-        libc::SECCOMP_RET_TRACE | u32::from(TRACE_DENIED),
+        libc::SECCOMP_RET_TRACE | u32::from(TRACE_CORE),
         0,
         0,
     );
@@ -442,7 +456,14 @@ fn core_prefix() -> Vec<libc::sock_filter> {
 /// `allow_exec`: whether execve/execveat are allowed after the initial exec. Without it
 /// they fall to the default action; the monitor lets the one exec that starts the
 /// program through because no untrusted code has run yet when it happens.
-pub fn compile(rules: &[Rule], allow_exec: bool) -> Result<Vec<libc::sock_filter>, SeccompError> {
+///
+/// `learn`: calls that open files are traced rather than allowed, so `moat learn` can
+/// list the files the program needed.
+pub fn compile(
+    rules: &[Rule],
+    allow_exec: bool,
+    learn: bool,
+) -> Result<Vec<libc::sock_filter>, SeccompError> {
     let mut ctx = ScmpFilterContext::new(ScmpAction::Trace(TRACE_DENIED))
         .map_err(build_err("create context"))?;
     // i386 and x32 calls reach different kernel entry points with different numbers;
@@ -456,7 +477,9 @@ pub fn compile(rules: &[Rule], allow_exec: bool) -> Result<Vec<libc::sock_filter
 
     let mut clone3_errno = false;
     for rule in rules {
+        let traced = learn && FILE_CALLS.iter().any(|(n, _)| *n == rule.name);
         let action = match rule.action {
+            Action::Allow if traced => ScmpAction::Trace(TRACE_FILE),
             Action::Allow => ScmpAction::Allow,
             Action::Errno(e) => ScmpAction::Errno(e),
         };
@@ -477,8 +500,12 @@ pub fn compile(rules: &[Rule], allow_exec: bool) -> Result<Vec<libc::sock_filter
     if allow_exec {
         for name in ["execve", "execveat"] {
             let nr = syscall_nr(name).expect("exec exists on x86_64");
-            ctx.add_rule(ScmpAction::Allow, nr)
-                .map_err(build_err(name))?;
+            let action = if learn {
+                ScmpAction::Trace(TRACE_FILE)
+            } else {
+                ScmpAction::Allow
+            };
+            ctx.add_rule(action, nr).map_err(build_err(name))?;
         }
     }
     let mut program = core_prefix();
@@ -572,7 +599,7 @@ mod tests {
             rule("clone", Action::Allow),
             rule("socket", Action::Errno(libc::EACCES)),
         ];
-        let prog = compile(&rules, false).unwrap();
+        let prog = compile(&rules, false, false).unwrap();
         assert!(prog.len() > 10);
         // The program starts by loading the arch word.
         assert_eq!(
@@ -655,9 +682,10 @@ mod tests {
             rule("seccomp", Action::Allow),
             rule("socket", Action::Errno(libc::EACCES)),
         ];
-        let prog = compile(&rules, false).unwrap();
+        let prog = compile(&rules, false, false).unwrap();
         let x86 = AUDIT_ARCH_X86_64;
         let denied = (libc::SECCOMP_RET_TRACE, u32::from(TRACE_DENIED));
+        let core = (libc::SECCOMP_RET_TRACE, u32::from(TRACE_CORE));
         let allow = (libc::SECCOMP_RET_ALLOW, 0);
         let tcgets = libc::TCGETS;
         assert_eq!(
@@ -671,7 +699,7 @@ mod tests {
                 "ioctl",
                 [1, libc::TIOCSTI, 0, 0, 0, 0]
             )),
-            denied
+            core
         );
         assert_eq!(
             action(interpret(
@@ -680,7 +708,7 @@ mod tests {
                 "ioctl",
                 [1, (1 << 32) | libc::TIOCSTI, 0, 0, 0, 0]
             )),
-            denied
+            core
         );
         assert_eq!(
             action(interpret(
@@ -689,7 +717,7 @@ mod tests {
                 "ioctl",
                 [1, libc::TIOCLINUX, 0, 0, 0, 0]
             )),
-            denied
+            core
         );
         let thread = (libc::CLONE_VM | libc::CLONE_THREAD | libc::CLONE_SIGHAND) as u64;
         assert_eq!(
@@ -699,12 +727,12 @@ mod tests {
         let newns = (libc::CLONE_NEWUSER | libc::SIGCHLD) as u64;
         assert_eq!(
             action(interpret(&prog, x86, "clone", [newns, 0, 0, 0, 0, 0])),
-            denied
+            core
         );
         let untraced = (libc::CLONE_UNTRACED | libc::SIGCHLD) as u64;
         assert_eq!(
             action(interpret(&prog, x86, "clone", [untraced, 0, 0, 0, 0, 0])),
-            denied
+            core
         );
         assert_eq!(
             action(interpret(
@@ -722,12 +750,12 @@ mod tests {
                 "personality",
                 [0x0040_0000, 0, 0, 0, 0, 0]
             )),
-            denied
+            core
         );
         let listener = libc::SECCOMP_FILTER_FLAG_NEW_LISTENER;
         assert_eq!(
             action(interpret(&prog, x86, "seccomp", [1, listener, 0, 0, 0, 0])),
-            denied
+            core
         );
         assert_eq!(
             action(interpret(&prog, x86, "seccomp", [1, 0, 0, 0, 0, 0])),
@@ -769,7 +797,7 @@ mod tests {
         write.conditions = vec![Condition::parse("arg0 <= 2").unwrap()];
         let mut open = rule("openat", Action::Allow);
         open.conditions = vec![Condition::parse("arg2 & O_ACCMODE|O_CREAT == 0").unwrap()];
-        let prog = compile(&[write, open], false).unwrap();
+        let prog = compile(&[write, open], false, false).unwrap();
         let x86 = AUDIT_ARCH_X86_64;
         let allow = (libc::SECCOMP_RET_ALLOW, 0);
         let denied = (libc::SECCOMP_RET_TRACE, u32::from(TRACE_DENIED));
@@ -795,7 +823,7 @@ mod tests {
 
     #[test]
     fn exec_allowed_only_on_request() {
-        let prog = compile(&[], true).unwrap();
+        let prog = compile(&[], true, false).unwrap();
         assert_eq!(
             action(interpret(&prog, AUDIT_ARCH_X86_64, "execve", [0; 6])).0,
             libc::SECCOMP_RET_ALLOW

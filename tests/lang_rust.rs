@@ -1,0 +1,187 @@
+//! The shipped `rust` profile: a program built with `rustc -O` against std reads stdin,
+//! computes (collections, formatting, Instant) and writes stdout; a panic is
+//! `nonzero_exit` 101; deep recursion fits the profile's stack; threads, processes and
+//! TCP are violations naming the syscall; files can be written only in a --bind-rw
+//! work directory.
+
+mod common;
+use common::*;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+/// Compiles tests/fixtures/lang_rust_solve.rs with `rustc -O` (once per source change);
+/// None when no rustc is installed.
+fn rust_solution() -> Option<PathBuf> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lang_rust_solve.rs");
+    let out = fixture_dir().join("lang_rust_solve");
+    let fresh = match (std::fs::metadata(&out), std::fs::metadata(&src)) {
+        (Ok(o), Ok(s)) => o.modified().unwrap() >= s.modified().unwrap(),
+        _ => false,
+    };
+    if fresh {
+        return Some(out);
+    }
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let tmp = out.with_extension(format!("tmp{}", std::process::id()));
+    let status = match Command::new(&rustc)
+        .args(["-O", "--edition", "2021", "-o"])
+        .arg(&tmp)
+        .arg(&src)
+        .status()
+    {
+        Ok(status) => status,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => panic!("running {rustc:?}: {e}"),
+    };
+    assert!(status.success(), "rustc -O {} failed", src.display());
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::rename(&tmp, &out).unwrap();
+    Some(out)
+}
+
+macro_rules! solution_or_skip {
+    () => {
+        match rust_solution() {
+            Some(p) => p,
+            None => {
+                eprintln!("SKIPPED: rustc not installed");
+                return;
+            }
+        }
+    };
+}
+
+/// `moat run --profile rust --bind(-rw) WORKDIR --cwd WORKDIR -- PROG ARGS`.
+fn run_rust(
+    caller: Caller,
+    workdir: &Path,
+    rw: bool,
+    prog: &Path,
+    args: &[&str],
+    stdin: &[u8],
+) -> Run {
+    let mut all = vec![
+        "--profile",
+        "rust",
+        if rw { "--bind-rw" } else { "--bind" },
+        path_str(workdir),
+        "--cwd",
+        path_str(workdir),
+        "--",
+        path_str(prog),
+    ];
+    all.extend_from_slice(args);
+    moat_run_stdin(caller, &all, stdin)
+}
+
+#[test]
+fn rust_std_program_reads_stdin_and_writes_stdout() {
+    let prog = solution_or_skip!();
+    let work = scratch();
+    for caller in callers() {
+        let run = run_rust(
+            caller,
+            work.path(),
+            false,
+            &prog,
+            &[],
+            b"pear 3 apple\npear -10\n",
+        );
+        assert_run(
+            &run,
+            "ok",
+            0,
+            "words 5\n-10 1\n3 1\napple 1\npear 2\nsum -7\nclock ok\n",
+        );
+    }
+}
+
+#[test]
+fn rust_panic_is_nonzero_exit_101() {
+    let prog = solution_or_skip!();
+    let work = scratch();
+    for caller in callers() {
+        let run = run_rust(caller, work.path(), false, &prog, &["panic"], b"");
+        assert_run(&run, "nonzero_exit", 101, "");
+        assert!(run.stderr.contains("the solution gave up"), "{run:#?}");
+    }
+}
+
+#[test]
+fn rust_deep_recursion_fits_the_profile_stack() {
+    let prog = solution_or_skip!();
+    let work = scratch();
+    for caller in callers() {
+        let run = run_rust(caller, work.path(), false, &prog, &["deep", "1000000"], b"");
+        assert_run(&run, "ok", 0, "depth 1000000\n");
+    }
+}
+
+#[test]
+fn rust_threads_processes_and_tcp_are_violations() {
+    let prog = solution_or_skip!();
+    let work = scratch();
+    for caller in callers() {
+        // std::thread::spawn and std::process::Command both clone (Command through
+        // posix_spawn's CLONE_VFORK); TcpStream::connect starts with socket.
+        for (mode, syscall) in [("thread", "clone"), ("spawn", "clone"), ("tcp", "socket")] {
+            let run = run_rust(caller, work.path(), false, &prog, &[mode], b"");
+            assert_run(&run, "violation", 159, "");
+            assert_eq!(
+                run.report["violation"]["syscall"], syscall,
+                "{mode}: {run:#?}"
+            );
+            assert_eq!(run.report["violation"]["arch"], "x86_64", "{run:#?}");
+        }
+    }
+}
+
+#[test]
+fn rust_writes_only_inside_a_writable_workdir() {
+    let prog = solution_or_skip!();
+    for caller in callers() {
+        let work = scratch();
+        let elsewhere = scratch();
+        let run = run_rust(caller, work.path(), true, &prog, &["write", "out.txt"], b"");
+        assert_run(&run, "ok", 0, "wrote out.txt\n");
+        assert_eq!(
+            std::fs::read_to_string(work.path().join("out.txt")).unwrap(),
+            "escaped\n"
+        );
+        let run = run_rust(
+            caller,
+            work.path(),
+            true,
+            &prog,
+            &["write", "/escaped"],
+            b"",
+        );
+        assert_run(
+            &run,
+            "nonzero_exit",
+            1,
+            "write /escaped: ReadOnlyFilesystem\n",
+        );
+        let target = elsewhere.path().join("escaped");
+        let target_s = path_str(&target);
+        let run = run_rust(caller, work.path(), true, &prog, &["write", target_s], b"");
+        assert_run(
+            &run,
+            "nonzero_exit",
+            1,
+            &format!("write {target_s}: NotFound\n"),
+        );
+        assert!(!target.exists(), "{} was created", target.display());
+        let run = run_rust(caller, work.path(), false, &prog, &["write", "ro.txt"], b"");
+        assert_run(
+            &run,
+            "nonzero_exit",
+            1,
+            "write ro.txt: ReadOnlyFilesystem\n",
+        );
+    }
+}
