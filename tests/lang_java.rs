@@ -1,0 +1,248 @@
+//! The shipped `java` profile: OpenJDK 17 runs a compiled class or jar that reads stdin,
+//! with its many threads, a heap sized from the memory limit and a deep main-thread
+//! stack; an uncaught exception is `nonzero_exit` 1; starting a process is a violation
+//! and the network is unreachable. The fixtures (tests/fixtures/lang2_java_*.java) are
+//! compiled with javac on the host; the jail only runs them.
+mod common;
+use common::*;
+use std::path::Path;
+use std::process::Command;
+
+const JAVA_HOME: &str = "/usr/lib/jvm/java-17-openjdk-amd64";
+
+/// Whether OpenJDK 17 (runtime and javac) is installed; prints the skip line if not.
+fn java_installed() -> bool {
+    let ok = Path::new(JAVA_HOME).join("bin/java").exists()
+        && Path::new(JAVA_HOME).join("bin/javac").exists();
+    if !ok {
+        eprintln!("SKIPPED: java (OpenJDK 17 JDK, {JAVA_HOME}) not installed");
+    }
+    ok
+}
+
+/// Compiles tests/fixtures/NAME.java (a class `Main`) into a fresh scratch directory
+/// every caller can read, and returns the directory.
+fn compile(name: &str) -> tempfile::TempDir {
+    let dir = scratch();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(format!("{name}.java"));
+    let out = Command::new(Path::new(JAVA_HOME).join("bin/javac"))
+        .arg("-d")
+        .arg(dir.path())
+        .arg(&src)
+        .output()
+        .expect("run javac");
+    assert!(
+        out.status.success(),
+        "javac {} failed: {}",
+        src.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(dir.path().join("Main.class").exists());
+    open_up(dir.path());
+    dir
+}
+
+/// `moat run --profile java --bind DIR --cwd DIR -- java ARGS` as `caller` with `stdin`:
+/// how a user runs a submission from its directory.
+fn run_java(caller: Caller, dir: &Path, java_args: &[&str], stdin: &[u8]) -> Run {
+    let d = path_str(dir);
+    let mut args = vec!["--profile", "java", "--bind", d, "--cwd", d, "--", "java"];
+    args.extend_from_slice(java_args);
+    moat_run_stdin(caller, &args, stdin)
+}
+
+#[test]
+fn java_class_reads_stdin_and_writes_stdout() {
+    if !java_installed() {
+        return;
+    }
+    let dir = compile("lang2_java_sum");
+    for caller in callers() {
+        let run = run_java(caller, dir.path(), &["Main"], b"3 1 2\n3\n");
+        assert_run(&run, "ok", 0, "count=4 sum=9\n1x1,2x1,3x2\n");
+        // The heap flags come from the profile's arguments: nothing on stderr.
+        assert_eq!(run.stderr, "", "{run:#?}");
+    }
+}
+
+#[test]
+fn java_jar_runs() {
+    if !java_installed() {
+        return;
+    }
+    let dir = compile("lang2_java_sum");
+    let jar = dir.path().join("app.jar");
+    let status = Command::new(Path::new(JAVA_HOME).join("bin/jar"))
+        .args(["--create", "--main-class", "Main", "--file"])
+        .arg(&jar)
+        .arg("-C")
+        .arg(dir.path())
+        .arg("Main.class")
+        .status()
+        .expect("run jar");
+    assert!(status.success());
+    open_up(&jar);
+    std::fs::remove_file(dir.path().join("Main.class")).unwrap();
+    for caller in callers() {
+        let run = run_java(caller, dir.path(), &["-jar", "app.jar"], b"10 20 10");
+        assert_run(&run, "ok", 0, "count=3 sum=40\n10x2,20x1\n");
+    }
+}
+
+#[test]
+fn java_uncaught_exception_is_nonzero_exit_1() {
+    if !java_installed() {
+        return;
+    }
+    let dir = compile("lang2_java_throw");
+    for caller in callers() {
+        let run = run_java(caller, dir.path(), &["Main"], b"");
+        assert_run(&run, "nonzero_exit", 1, "before\n");
+        assert_eq!(run.report["exit_code"], 1, "{run:#?}");
+        assert!(
+            run.stderr
+                .contains("Exception in thread \"main\" java.lang.RuntimeException: lang2 boom"),
+            "{run:#?}"
+        );
+    }
+}
+
+#[test]
+fn java_system_exit_status_is_reported() {
+    if !java_installed() {
+        return;
+    }
+    let dir = compile("lang2_java_exit");
+    for caller in callers() {
+        let run = run_java(caller, dir.path(), &["Main", "7"], b"");
+        assert_run(&run, "nonzero_exit", 7, "exit 7\n");
+        let run = run_java(caller, dir.path(), &["Main", "0"], b"");
+        assert_run(&run, "ok", 0, "exit 0\n");
+    }
+}
+
+#[test]
+fn java_many_threads_and_a_heap_sized_from_the_memory_limit() {
+    if !java_installed() {
+        return;
+    }
+    let dir = compile("lang2_java_threads");
+    for caller in callers() {
+        let run = run_java(caller, dir.path(), &["Main"], b"");
+        assert_eq!((run.status(), run.code), ("ok", 0), "{run:#?}");
+        let lines: Vec<&str> = run.stdout.lines().collect();
+        assert_eq!(lines.len(), 2, "{run:#?}");
+        assert_eq!(lines[0], "pool=5120001600000 stream=5120001600000");
+        // 75% of the profile's 512MiB, less the survivor space the serial GC keeps
+        // out of maxMemory(): not the host's RAM.
+        let heap: u64 = lines[1]
+            .strip_prefix("heap=")
+            .and_then(|h| h.strip_suffix("MiB"))
+            .and_then(|h| h.parse().ok())
+            .unwrap_or_else(|| panic!("{run:#?}"));
+        assert!((300..=384).contains(&heap), "heap {heap}MiB: {run:#?}");
+        // The heap follows the run's memory limit (an argument template).
+        let d = path_str(dir.path());
+        let args = [
+            "--profile",
+            "java",
+            "--memory",
+            "1GiB",
+            "--bind",
+            d,
+            "--cwd",
+            d,
+            "--",
+            "java",
+            "Main",
+        ];
+        let run = moat_run(caller, &args);
+        assert_eq!((run.status(), run.code), ("ok", 0), "{run:#?}");
+        let heap: u64 = run
+            .stdout
+            .lines()
+            .nth(1)
+            .and_then(|l| l.strip_prefix("heap="))
+            .and_then(|h| h.strip_suffix("MiB"))
+            .and_then(|h| h.parse().ok())
+            .unwrap_or_else(|| panic!("{run:#?}"));
+        assert!(
+            (650..=768).contains(&heap),
+            "heap {heap}MiB with --memory 1GiB: {run:#?}"
+        );
+    }
+}
+
+#[test]
+fn java_deep_recursion_and_a_caught_out_of_memory_error() {
+    if !java_installed() {
+        return;
+    }
+    let dir = compile("lang2_java_deep");
+    for caller in callers() {
+        // 100000 frames need the profile's -Xss64m on the main thread; the heap ends
+        // (OutOfMemoryError, caught) before the memory limit does.
+        let run = run_java(caller, dir.path(), &["Main"], b"");
+        assert_run(&run, "ok", 0, "depth=100000\noom after more than 300 MiB\n");
+        // A heap flag on the command line wins over the profile's.
+        let run = run_java(caller, dir.path(), &["-Xmx64m", "Main"], b"");
+        assert_run(&run, "ok", 0, "depth=100000\noom after at most 300 MiB\n");
+    }
+}
+
+#[test]
+fn java_heap_beyond_the_memory_limit_ends_by_memory_limit() {
+    if !java_installed() {
+        return;
+    }
+    let dir = compile("lang2_java_deep");
+    for caller in callers() {
+        let run = run_java(caller, dir.path(), &["-Xmx2g", "Main"], b"");
+        assert_run(&run, "memory_limit", 137, "depth=100000\n");
+    }
+}
+
+#[test]
+fn java_cannot_start_a_process() {
+    if !java_installed() {
+        return;
+    }
+    let dir = compile("lang2_java_exec");
+    for caller in callers() {
+        let run = run_java(caller, dir.path(), &["Main"], b"");
+        assert_run(&run, "violation", 159, "starting\n");
+        assert_eq!(run.report["violation"]["syscall"], "execve", "{run:#?}");
+        assert_eq!(run.report["violation"]["arch"], "x86_64", "{run:#?}");
+    }
+}
+
+#[test]
+fn java_has_no_network() {
+    if !java_installed() {
+        return;
+    }
+    let dir = compile("lang2_java_net");
+    for caller in callers() {
+        // socket() fails with EACCES: the program gets an exception and goes on.
+        let run = run_java(caller, dir.path(), &["Main"], b"");
+        assert_run(
+            &run,
+            "ok",
+            0,
+            "tcp SocketException: Permission denied\nudp BindException: Permission denied\n",
+        );
+    }
+}
+
+#[test]
+fn java_profile_is_listed() {
+    let out = Command::new(MOAT).arg("profiles").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("java") && l.contains("OpenJDK 17")),
+        "{text}"
+    );
+}
