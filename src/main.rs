@@ -221,7 +221,7 @@ fn run_as(a: &RunArgs, learn: bool) -> Result<(Plan, moat::Outcome), u8> {
     if let Some(v) = &outcome.violation {
         eprintln!(
             "moat: violation: {}",
-            moat::policy::violation_advice(v, &a.profile)
+            moat::policy::violation_advice(v, &plan.policy)
         );
     }
     write_report(a, &outcome);
