@@ -6,7 +6,7 @@
 //! jails monitored from several threads of one process never see each other's events.
 
 use crate::learn::Learned;
-use crate::outcome::Violation;
+use crate::outcome::{Exceeded, Violation};
 use crate::spawn::Jail;
 use crate::{accounting, relay, seccomp};
 use std::collections::{HashMap, HashSet};
@@ -61,10 +61,8 @@ const SAMPLE: Duration = Duration::from_millis(10);
 pub struct Watch {
     pub program_status: Option<i32>,
     pub violation: Option<Violation>,
-    pub wall_time_exceeded: bool,
-    pub cpu_time_exceeded: bool,
-    pub memory_exceeded: bool,
-    pub output_exceeded: bool,
+    /// The limits the monitor itself ended the run for.
+    pub exceeded: Exceeded,
     pub wall_time: Duration,
     /// Resource usage of init, which includes every process of the jail it reaped.
     pub rusage: Option<libc::rusage>,
@@ -175,10 +173,12 @@ pub fn watch(jail: &Jail, sup: Supervision<'_>) -> Watch {
             w.relayed = t.join().unwrap_or_default();
         }
     });
-    w.wall_time_exceeded = wall_hit.load(Ordering::SeqCst);
-    w.cpu_time_exceeded = cpu_hit.load(Ordering::SeqCst);
-    w.memory_exceeded = mem_hit.load(Ordering::SeqCst);
-    w.output_exceeded = out_hit.load(Ordering::SeqCst);
+    w.exceeded = Exceeded {
+        wall_time: wall_hit.load(Ordering::SeqCst),
+        cpu_time: cpu_hit.load(Ordering::SeqCst),
+        memory: mem_hit.load(Ordering::SeqCst),
+        output: out_hit.load(Ordering::SeqCst),
+    };
     w.sampled_peak = peak.load(Ordering::SeqCst);
     w.sampled_cpu = last_cpu.into_inner().unwrap_or_else(|e| e.into_inner());
     w

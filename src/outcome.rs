@@ -91,16 +91,22 @@ pub struct LimitReport {
     pub enforced_by: String,
 }
 
+/// Which limits a run went past, as the monitor and the kernel's limits tell.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Exceeded {
+    pub wall_time: bool,
+    pub cpu_time: bool,
+    pub memory: bool,
+    pub output: bool,
+}
+
 /// What the monitor saw, before it is turned into one verdict.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Observed {
     /// The program's wait status (raw), if it ended on its own or by a signal.
     pub program_status: Option<i32>,
     pub violation: Option<Violation>,
-    pub wall_time_exceeded: bool,
-    pub cpu_time_exceeded: bool,
-    pub memory_exceeded: bool,
-    pub output_exceeded: bool,
+    pub exceeded: Exceeded,
     pub setup_failure: Option<ErrorInfo>,
 }
 
@@ -117,13 +123,13 @@ impl Observed {
             Status::SetupError
         } else if self.violation.is_some() {
             Status::Violation
-        } else if self.memory_exceeded {
+        } else if self.exceeded.memory {
             Status::MemoryLimit
-        } else if self.cpu_time_exceeded {
+        } else if self.exceeded.cpu_time {
             Status::CpuTimeLimit
-        } else if self.wall_time_exceeded {
+        } else if self.exceeded.wall_time {
             Status::WallTimeLimit
-        } else if self.output_exceeded {
+        } else if self.exceeded.output {
             Status::OutputLimit
         } else {
             match (code, sig) {
@@ -223,14 +229,14 @@ mod tests {
         assert_eq!(o.verdict(), (Status::NonzeroExit, Some(25), None));
         o.program_status = Some(libc::SIGABRT);
         assert_eq!(o.verdict(), (Status::Signaled, None, Some(libc::SIGABRT)));
-        o.output_exceeded = true;
+        o.exceeded.output = true;
         o.program_status = Some(libc::SIGKILL);
         assert_eq!(o.verdict().0, Status::OutputLimit);
-        o.wall_time_exceeded = true;
+        o.exceeded.wall_time = true;
         assert_eq!(o.verdict().0, Status::WallTimeLimit);
-        o.cpu_time_exceeded = true;
+        o.exceeded.cpu_time = true;
         assert_eq!(o.verdict().0, Status::CpuTimeLimit);
-        o.memory_exceeded = true;
+        o.exceeded.memory = true;
         assert_eq!(o.verdict().0, Status::MemoryLimit);
         o.violation = Some(Violation {
             syscall: "socket".into(),

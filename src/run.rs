@@ -4,7 +4,7 @@
 
 use crate::cgroup::{self, Mechanism, Mechanisms, RunCgroup};
 use crate::monitor::{self, Watch};
-use crate::outcome::{self, ErrorInfo, ErrorKind, Observed, Outcome, Status};
+use crate::outcome::{self, ErrorInfo, ErrorKind, Exceeded, Observed, Outcome, Status};
 use crate::plan::Plan;
 use crate::policy::Limits;
 use crate::spawn::{self, Jail, SpawnError};
@@ -300,24 +300,24 @@ fn observe(
             .is_some_and(|s| libc::WIFSIGNALED(s) && libc::WTERMSIG(s) == sig)
     };
     let cgroup_memory = cg.is_some_and(|c| c.memory_mechanism() != Mechanism::None);
-    let memory_exceeded = watch.memory_exceeded
-        || cg.is_some_and(RunCgroup::oom_killed)
-        || (!cgroup_memory && limits.memory.is_some_and(|m| f.maxrss_kib * 1024 > m));
-    // The RLIMIT_CPU backstop ends a process with SIGXCPU (soft) or SIGKILL (hard).
-    let cpu_used = Duration::from_millis(f.user_ms + f.system_ms);
-    let cpu_time_exceeded = watch.cpu_time_exceeded
-        || limits
-            .cpu_time
-            .is_some_and(|c| died_of(libc::SIGXCPU) || (died_of(libc::SIGKILL) && cpu_used >= c));
-    let output_exceeded =
-        watch.output_exceeded || (limits.file_size.is_some() && died_of(libc::SIGXFSZ));
+    let exceeded = Exceeded {
+        wall_time: watch.exceeded.wall_time,
+        memory: watch.exceeded.memory
+            || cg.is_some_and(RunCgroup::oom_killed)
+            || (!cgroup_memory && limits.memory.is_some_and(|m| f.maxrss_kib * 1024 > m)),
+        // The RLIMIT_CPU backstop ends a process with SIGXCPU (soft) or SIGKILL (hard).
+        cpu_time: watch.exceeded.cpu_time
+            || limits.cpu_time.is_some_and(|c| {
+                died_of(libc::SIGXCPU)
+                    || (died_of(libc::SIGKILL)
+                        && Duration::from_millis(f.user_ms + f.system_ms) >= c)
+            }),
+        output: watch.exceeded.output || (limits.file_size.is_some() && died_of(libc::SIGXFSZ)),
+    };
     Observed {
         program_status: watch.program_status,
         violation: watch.violation.clone(),
-        wall_time_exceeded: watch.wall_time_exceeded,
-        cpu_time_exceeded,
-        memory_exceeded,
-        output_exceeded,
+        exceeded,
         setup_failure,
     }
 }
