@@ -29,13 +29,17 @@ pub fn template_names() -> Vec<&'static str> {
     names
 }
 
-/// A template file's contents with the jail's values filled in.
+/// A template file's contents with the jail's values filled in (text files only:
+/// binary ones such as etc/localtime are copied as they are).
 fn fill(contents: &[u8], policy: &Policy) -> Vec<u8> {
-    String::from_utf8_lossy(contents)
-        .replace("{{uid}}", &policy.uid.to_string())
-        .replace("{{gid}}", &policy.gid.to_string())
-        .replace("{{hostname}}", &policy.hostname)
-        .into_bytes()
+    match std::str::from_utf8(contents) {
+        Ok(text) => text
+            .replace("{{uid}}", &policy.uid.to_string())
+            .replace("{{gid}}", &policy.gid.to_string())
+            .replace("{{hostname}}", &policy.hostname)
+            .into_bytes(),
+        Err(_) => contents.to_vec(),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -539,6 +543,16 @@ mod tests {
             .contains("sandbox:x:1234:1000:"));
         assert!(file("/etc/hosts").unwrap().contains("127.0.1.1\tjudge"));
         assert!(file("/README.md").is_none());
+        let localtime = tree.steps.iter().find_map(|s| match s {
+            Step::File { path, contents } if path == Path::new("/etc/localtime") => {
+                Some(contents.clone())
+            }
+            _ => None,
+        });
+        assert!(
+            localtime.unwrap().starts_with(b"TZif"),
+            "binary files are copied as they are"
+        );
         let pos = |f: &dyn Fn(&Step) -> bool| tree.steps.iter().position(f).unwrap();
         let etc = pos(&|s| matches!(s, Step::Mkdir { path } if path == Path::new("/etc")));
         let passwd =
