@@ -17,19 +17,8 @@ fn run_c(
     args: &[&str],
     stdin: &[u8],
 ) -> Run {
-    let mut all = vec![
-        "--profile",
-        "c",
-        if rw { "--bind-rw" } else { "--bind" },
-        path_str(workdir),
-        "--cwd",
-        path_str(workdir),
-    ];
-    all.extend_from_slice(extra);
-    all.push("--");
-    all.push(path_str(prog));
-    all.extend_from_slice(args);
-    moat_run_stdin(caller, &all, stdin)
+    let command = [&[path_str(prog)], args].concat();
+    run_in_workdir(caller, "c", workdir, rw, extra, &command, stdin)
 }
 
 #[test]
@@ -87,91 +76,22 @@ fn c_profile_gives_a_big_stack_for_deep_recursion() {
     }
 }
 
-#[track_caller]
-fn assert_violation(run: &Run, syscall: &str) {
-    assert_run(run, "violation", 159, "");
-    assert_eq!(run.report["violation"]["syscall"], syscall, "{run:#?}");
-    assert_eq!(run.report["violation"]["arch"], "x86_64", "{run:#?}");
-}
-
 #[test]
 fn c_fork_exec_and_socket_are_violations() {
-    let work = scratch();
-    let prog = fixture("lang_c_escape");
-    for caller in callers() {
-        for (what, syscall) in [("fork", "clone"), ("exec", "execve"), ("socket", "socket")] {
-            let run = run_c(caller, work.path(), false, &[], &prog, &[what], b"");
-            assert_violation(&run, syscall);
-        }
-    }
+    assert_escape_fixture_violations("c");
 }
 
 #[test]
 fn c_writes_only_inside_a_writable_workdir() {
     let prog = fixture("lang_c_escape");
-    for caller in callers() {
-        let work = scratch();
-        let elsewhere = scratch();
-        // Inside the --bind-rw work dir: allowed, and the file lands on the host.
-        let run = run_c(
-            caller,
-            work.path(),
-            true,
-            &[],
-            &prog,
-            &["write", "out.txt"],
-            b"",
-        );
-        assert_run(&run, "ok", 0, "wrote out.txt\n");
-        assert_eq!(
-            std::fs::read_to_string(work.path().join("out.txt")).unwrap(),
-            "escaped\n"
-        );
-        // The jail's root and the directories moat made on it are read-only.
-        for path in ["/escaped", "/etc/passwd"] {
-            let run = run_c(caller, work.path(), true, &[], &prog, &["write", path], b"");
-            assert_run(
-                &run,
-                "nonzero_exit",
-                1,
-                &format!("open {path}: Read-only file system\n"),
-            );
-        }
-        // A host directory that exists but is not bound is not there at all.
-        let target = elsewhere.path().join("escaped");
-        let target_s = path_str(&target);
-        let run = run_c(
-            caller,
-            work.path(),
-            true,
-            &[],
-            &prog,
-            &["write", target_s],
-            b"",
-        );
-        assert_run(
-            &run,
-            "nonzero_exit",
-            1,
-            &format!("open {target_s}: No such file or directory\n"),
-        );
-        assert!(!target.exists(), "{} was created", target.display());
-        // A work dir bound read-only (`--bind .`) cannot be written either.
-        let run = run_c(
-            caller,
-            work.path(),
-            false,
-            &[],
-            &prog,
-            &["write", "ro.txt"],
-            b"",
-        );
-        assert_run(
-            &run,
-            "nonzero_exit",
-            1,
-            "open ro.txt: Read-only file system\n",
-        );
-        assert!(!work.path().join("ro.txt").exists());
-    }
+    assert_writes_only_inside_a_writable_workdir(
+        scratch,
+        |caller, work, rw, path| run_c(caller, work, rw, &[], &prog, &["write", path], b""),
+        WriteFailures {
+            read_only_paths: &["/escaped", "/etc/passwd"],
+            read_only: &|path| format!("open {path}: Read-only file system\n"),
+            not_found: &|path| format!("open {path}: No such file or directory\n"),
+            read_only_workdir: true,
+        },
+    );
 }

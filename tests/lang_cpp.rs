@@ -17,19 +17,8 @@ fn run_cpp(
     args: &[&str],
     stdin: &[u8],
 ) -> Run {
-    let mut all = vec![
-        "--profile",
-        "cpp",
-        if rw { "--bind-rw" } else { "--bind" },
-        path_str(workdir),
-        "--cwd",
-        path_str(workdir),
-    ];
-    all.extend_from_slice(extra);
-    all.push("--");
-    all.push(path_str(prog));
-    all.extend_from_slice(args);
-    moat_run_stdin(caller, &all, stdin)
+    let command = [&[path_str(prog)], args].concat();
+    run_in_workdir(caller, "cpp", workdir, rw, extra, &command, stdin)
 }
 
 #[test]
@@ -75,70 +64,20 @@ fn cpp_profile_gives_a_big_stack_for_deep_recursion() {
 
 #[test]
 fn cpp_fork_exec_and_socket_are_violations() {
-    let work = scratch();
-    let prog = fixture("lang_c_escape");
-    for caller in callers() {
-        for (what, syscall) in [("fork", "clone"), ("exec", "execve"), ("socket", "socket")] {
-            let run = run_cpp(caller, work.path(), false, &[], &prog, &[what], b"");
-            assert_run(&run, "violation", 159, "");
-            assert_eq!(run.report["violation"]["syscall"], syscall, "{run:#?}");
-            assert_eq!(run.report["violation"]["arch"], "x86_64", "{run:#?}");
-        }
-    }
+    assert_escape_fixture_violations("cpp");
 }
 
 #[test]
 fn cpp_writes_only_inside_a_writable_workdir() {
     let prog = fixture("lang_c_escape");
-    for caller in callers() {
-        let work = scratch();
-        let elsewhere = scratch();
-        let run = run_cpp(
-            caller,
-            work.path(),
-            true,
-            &[],
-            &prog,
-            &["write", "out.txt"],
-            b"",
-        );
-        assert_run(&run, "ok", 0, "wrote out.txt\n");
-        assert_eq!(
-            std::fs::read_to_string(work.path().join("out.txt")).unwrap(),
-            "escaped\n"
-        );
-        let run = run_cpp(
-            caller,
-            work.path(),
-            true,
-            &[],
-            &prog,
-            &["write", "/escaped"],
-            b"",
-        );
-        assert_run(
-            &run,
-            "nonzero_exit",
-            1,
-            "open /escaped: Read-only file system\n",
-        );
-        let target = elsewhere.path().join("escaped");
-        let target_s = path_str(&target);
-        let run = run_cpp(
-            caller,
-            work.path(),
-            true,
-            &[],
-            &prog,
-            &["write", target_s],
-            b"",
-        );
-        assert_run(
-            &run,
-            "nonzero_exit",
-            1,
-            &format!("open {target_s}: No such file or directory\n"),
-        );
-        assert!(!target.exists(), "{} was created", target.display());
-    }
+    assert_writes_only_inside_a_writable_workdir(
+        scratch,
+        |caller, work, rw, path| run_cpp(caller, work, rw, &[], &prog, &["write", path], b""),
+        WriteFailures {
+            read_only_paths: &["/escaped"],
+            read_only: &|path| format!("open {path}: Read-only file system\n"),
+            not_found: &|path| format!("open {path}: No such file or directory\n"),
+            read_only_workdir: false,
+        },
+    );
 }

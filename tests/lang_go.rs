@@ -89,16 +89,17 @@ fn builds() -> Option<&'static Builds> {
         .as_ref()
 }
 
-macro_rules! builds_or_skip {
-    () => {
-        match builds() {
-            Some(b) => b,
-            None => {
-                eprintln!("SKIPPED: go not installed");
-                return;
-            }
-        }
+/// Runs `check(what, prog, caller)` for every build of the fixture (see `builds`) and
+/// every caller; prints the skip line and does nothing when go is not installed.
+fn for_each_build(mut check: impl FnMut(&str, &Path, Caller)) {
+    let Some(b) = installed_some(builds(), "go") else {
+        return;
     };
+    for (what, prog) in &b.progs {
+        for caller in callers() {
+            check(what, prog, caller);
+        }
+    }
 }
 
 /// `moat run --profile go EXTRA -- PROG ARGS` as `caller` with `stdin`.
@@ -112,7 +113,6 @@ fn run_go(caller: Caller, extra: &[&str], prog: &Path, args: &[&str], stdin: &[u
 
 #[test]
 fn go_goroutines_sum_stdin() {
-    let b = builds_or_skip!();
     // 20000 numbers, some negative, over several lines: the 4 goroutines each sum a
     // quarter and send it over the channel.
     let nums: Vec<i64> = (1..=20000)
@@ -125,118 +125,96 @@ fn go_goroutines_sum_stdin() {
         input.push_str(&line.join(" "));
         input.push('\n');
     }
-    for (what, prog) in &b.progs {
-        for caller in callers() {
-            let run = run_go(caller, &[], prog, &[], input.as_bytes());
-            assert_run(&run, "ok", 0, &format!("count 20000 sum {expected}\n"));
-            assert_eq!(run.stderr, "", "{what}: {run:#?}");
-        }
-    }
+    for_each_build(|what, prog, caller| {
+        let run = run_go(caller, &[], prog, &[], input.as_bytes());
+        assert_run(&run, "ok", 0, &format!("count 20000 sum {expected}\n"));
+        assert_eq!(run.stderr, "", "{what}: {run:#?}");
+    });
 }
 
 #[test]
 fn go_panic_is_nonzero_exit_2() {
-    let b = builds_or_skip!();
-    for (what, prog) in &b.progs {
-        for caller in callers() {
-            let run = run_go(caller, &[], prog, &["panic"], b"");
-            assert_run(&run, "nonzero_exit", 2, "");
-            assert!(
-                run.stderr.contains("panic: the solution gave up"),
-                "{what}: {run:#?}"
-            );
-            assert!(
-                run.stderr.contains("goroutine 1 [running]"),
-                "{what}: {run:#?}"
-            );
-        }
-    }
+    for_each_build(|what, prog, caller| {
+        let run = run_go(caller, &[], prog, &["panic"], b"");
+        assert_run(&run, "nonzero_exit", 2, "");
+        assert!(
+            run.stderr.contains("panic: the solution gave up"),
+            "{what}: {run:#?}"
+        );
+        assert!(
+            run.stderr.contains("goroutine 1 [running]"),
+            "{what}: {run:#?}"
+        );
+    });
 }
 
 #[test]
 fn go_exit_code_passes_through() {
-    let b = builds_or_skip!();
-    for (_, prog) in &b.progs {
-        for caller in callers() {
-            let run = run_go(caller, &[], prog, &["exit"], b"");
-            assert_run(&run, "nonzero_exit", 7, "leaving with 7\n");
-        }
-    }
+    for_each_build(|_, prog, caller| {
+        let run = run_go(caller, &[], prog, &["exit"], b"");
+        assert_run(&run, "nonzero_exit", 7, "leaving with 7\n");
+    });
 }
 
 #[test]
 fn go_timers_wait_in_the_netpoller() {
-    let b = builds_or_skip!();
     // time.Sleep parks the goroutine on a timer; the runtime waits in epoll_pwait and
     // creates its netpoller (epoll_create1, pipe2) on the way.
-    for (_, prog) in &b.progs {
-        for caller in callers() {
-            let run = run_go(caller, &[], prog, &["sleep"], b"");
-            assert_run(&run, "ok", 0, "slept\n");
-            let wall = run.report["wall_time_ms"].as_u64().unwrap();
-            assert!(wall >= 50, "slept 50ms in {wall}ms: {run:#?}");
-        }
-    }
+    for_each_build(|_, prog, caller| {
+        let run = run_go(caller, &[], prog, &["sleep"], b"");
+        assert_run(&run, "ok", 0, "slept\n");
+        let wall = run.report["wall_time_ms"].as_u64().unwrap();
+        assert!(wall >= 50, "slept 50ms in {wall}ms: {run:#?}");
+    });
 }
 
 #[test]
 fn go_exec_is_a_violation_naming_clone() {
-    let b = builds_or_skip!();
     // exec.Command(...).Output() forks with clone(CLONE_VM|CLONE_VFORK|SIGCHLD): no
     // CLONE_THREAD, so the profile's clone rule does not allow it. Nothing is printed:
     // the run ends at the clone, before any execve.
-    for (what, prog) in &b.progs {
-        for caller in callers() {
-            let run = run_go(caller, &[], prog, &["exec"], b"");
-            assert_run(&run, "violation", 159, "");
-            let v = &run.report["violation"];
-            assert_eq!(v["syscall"], "clone", "{what}: {run:#?}");
-            assert_eq!(v["arch"], "x86_64", "{what}: {run:#?}");
-            let flags = v["args"][0].as_u64().unwrap();
-            assert_eq!(flags & libc::CLONE_THREAD as u64, 0, "{what}: {run:#?}");
-            assert_ne!(flags & libc::CLONE_VM as u64, 0, "{what}: {run:#?}");
-            assert!(!run.stderr.contains("escaped"), "{what}: {run:#?}");
-        }
-    }
+    for_each_build(|what, prog, caller| {
+        let run = run_go(caller, &[], prog, &["exec"], b"");
+        assert_violation(&run, "", "clone", what);
+        let v = &run.report["violation"];
+        let flags = v["args"][0].as_u64().unwrap();
+        assert_eq!(flags & libc::CLONE_THREAD as u64, 0, "{what}: {run:#?}");
+        assert_ne!(flags & libc::CLONE_VM as u64, 0, "{what}: {run:#?}");
+        assert!(!run.stderr.contains("escaped"), "{what}: {run:#?}");
+    });
 }
 
 #[test]
 fn go_dial_fails_with_permission_denied() {
-    let b = builds_or_skip!();
     // net.Dial's socket() fails with EACCES; the program sees the error and exits 4.
-    for (_, prog) in &b.progs {
-        for caller in callers() {
-            let run = run_go(caller, &[], prog, &["dial"], b"");
-            assert_run(
-                &run,
-                "nonzero_exit",
-                4,
-                "dial: dial tcp 127.0.0.1:80: socket: permission denied\n",
-            );
-            assert!(run.report["violation"].is_null(), "{run:#?}");
-        }
-    }
+    for_each_build(|_, prog, caller| {
+        let run = run_go(caller, &[], prog, &["dial"], b"");
+        assert_run(
+            &run,
+            "nonzero_exit",
+            4,
+            "dial: dial tcp 127.0.0.1:80: socket: permission denied\n",
+        );
+        assert!(run.report["violation"].is_null(), "{run:#?}");
+    });
 }
 
 #[test]
 fn go_threads_are_bounded_by_the_processes_limit() {
-    let b = builds_or_skip!();
     // With --processes 1 the jail's init and the program's main thread are all there
     // is room for: the runtime's first extra thread (sysmon, before main.main) fails
     // with EAGAIN and Go dies with its own fatal error (exit 2), for both callers
     // (cgroup pids.max as root, RLIMIT_NPROC in the user namespace otherwise).
-    for (what, prog) in &b.progs {
-        for caller in callers() {
-            let run = run_go(caller, &["--processes", "1"], prog, &[], b"1 2\n");
-            assert_run(&run, "nonzero_exit", 2, "");
-            let said = if *what == "cgo" {
-                "runtime/cgo: pthread_create failed: Resource temporarily unavailable"
-            } else {
-                "runtime: failed to create new OS thread"
-            };
-            assert!(run.stderr.contains(said), "{what}: {run:#?}");
-        }
-    }
+    for_each_build(|what, prog, caller| {
+        let run = run_go(caller, &["--processes", "1"], prog, &[], b"1 2\n");
+        assert_run(&run, "nonzero_exit", 2, "");
+        let said = if what == "cgo" {
+            "runtime/cgo: pthread_create failed: Resource temporarily unavailable"
+        } else {
+            "runtime: failed to create new OS thread"
+        };
+        assert!(run.stderr.contains(said), "{what}: {run:#?}");
+    });
 }
 
 #[test]

@@ -12,12 +12,11 @@ const JAVA_HOME: &str = "/usr/lib/jvm/java-17-openjdk-amd64";
 
 /// Whether OpenJDK 17 (runtime and javac) is installed; prints the skip line if not.
 fn java_installed() -> bool {
-    let ok = Path::new(JAVA_HOME).join("bin/java").exists()
-        && Path::new(JAVA_HOME).join("bin/javac").exists();
-    if !ok {
-        eprintln!("SKIPPED: java (OpenJDK 17 JDK, {JAVA_HOME}) not installed");
-    }
-    ok
+    let home = Path::new(JAVA_HOME);
+    installed(
+        home.join("bin/java").exists() && home.join("bin/javac").exists(),
+        &format!("java (OpenJDK 17 JDK, {JAVA_HOME})"),
+    )
 }
 
 /// Compiles tests/fixtures/NAME.java (a class `Main`) into a fresh scratch directory
@@ -53,18 +52,38 @@ fn run_java(caller: Caller, dir: &Path, java_args: &[&str], stdin: &[u8]) -> Run
     moat_run_stdin(caller, &args, stdin)
 }
 
-#[test]
-fn java_class_reads_stdin_and_writes_stdout() {
+/// When OpenJDK 17 is installed, compiles tests/fixtures/NAME.java (see `compile`) and
+/// runs `check` as every caller with the class directory.
+fn with_compiled(name: &str, mut check: impl FnMut(Caller, &Path)) {
     if !java_installed() {
         return;
     }
-    let dir = compile("lang2_java_sum");
+    let dir = compile(name);
     for caller in callers() {
-        let run = run_java(caller, dir.path(), &["Main"], b"3 1 2\n3\n");
+        check(caller, dir.path());
+    }
+}
+
+/// The heap size (MiB) the threads fixture reports on its second line, `heap=NMiB`.
+#[track_caller]
+fn heap_mib(run: &Run) -> u64 {
+    run.stdout
+        .lines()
+        .nth(1)
+        .and_then(|l| l.strip_prefix("heap="))
+        .and_then(|h| h.strip_suffix("MiB"))
+        .and_then(|h| h.parse().ok())
+        .unwrap_or_else(|| panic!("{run:#?}"))
+}
+
+#[test]
+fn java_class_reads_stdin_and_writes_stdout() {
+    with_compiled("lang2_java_sum", |caller, dir| {
+        let run = run_java(caller, dir, &["Main"], b"3 1 2\n3\n");
         assert_run(&run, "ok", 0, "count=4 sum=9\n1x1,2x1,3x2\n");
         // The heap flags come from the profile's arguments: nothing on stderr.
         assert_eq!(run.stderr, "", "{run:#?}");
-    }
+    });
 }
 
 #[test]
@@ -93,12 +112,8 @@ fn java_jar_runs() {
 
 #[test]
 fn java_uncaught_exception_is_nonzero_exit_1() {
-    if !java_installed() {
-        return;
-    }
-    let dir = compile("lang2_java_throw");
-    for caller in callers() {
-        let run = run_java(caller, dir.path(), &["Main"], b"");
+    with_compiled("lang2_java_throw", |caller, dir| {
+        let run = run_java(caller, dir, &["Main"], b"");
         assert_run(&run, "nonzero_exit", 1, "before\n");
         assert_eq!(run.report["exit_code"], 1, "{run:#?}");
         assert!(
@@ -106,45 +121,33 @@ fn java_uncaught_exception_is_nonzero_exit_1() {
                 .contains("Exception in thread \"main\" java.lang.RuntimeException: lang2 boom"),
             "{run:#?}"
         );
-    }
+    });
 }
 
 #[test]
 fn java_system_exit_status_is_reported() {
-    if !java_installed() {
-        return;
-    }
-    let dir = compile("lang2_java_exit");
-    for caller in callers() {
-        let run = run_java(caller, dir.path(), &["Main", "7"], b"");
+    with_compiled("lang2_java_exit", |caller, dir| {
+        let run = run_java(caller, dir, &["Main", "7"], b"");
         assert_run(&run, "nonzero_exit", 7, "exit 7\n");
-        let run = run_java(caller, dir.path(), &["Main", "0"], b"");
+        let run = run_java(caller, dir, &["Main", "0"], b"");
         assert_run(&run, "ok", 0, "exit 0\n");
-    }
+    });
 }
 
 #[test]
 fn java_many_threads_and_a_heap_sized_from_the_memory_limit() {
-    if !java_installed() {
-        return;
-    }
-    let dir = compile("lang2_java_threads");
-    for caller in callers() {
-        let run = run_java(caller, dir.path(), &["Main"], b"");
+    with_compiled("lang2_java_threads", |caller, dir| {
+        let run = run_java(caller, dir, &["Main"], b"");
         assert_eq!((run.status(), run.code), ("ok", 0), "{run:#?}");
         let lines: Vec<&str> = run.stdout.lines().collect();
         assert_eq!(lines.len(), 2, "{run:#?}");
         assert_eq!(lines[0], "pool=5120001600000 stream=5120001600000");
         // 75% of the profile's 512MiB, less the survivor space the serial GC keeps
         // out of maxMemory(): not the host's RAM.
-        let heap: u64 = lines[1]
-            .strip_prefix("heap=")
-            .and_then(|h| h.strip_suffix("MiB"))
-            .and_then(|h| h.parse().ok())
-            .unwrap_or_else(|| panic!("{run:#?}"));
+        let heap = heap_mib(&run);
         assert!((300..=384).contains(&heap), "heap {heap}MiB: {run:#?}");
         // The heap follows the run's memory limit (an argument template).
-        let d = path_str(dir.path());
+        let d = path_str(dir);
         let args = [
             "--profile",
             "java",
@@ -160,89 +163,58 @@ fn java_many_threads_and_a_heap_sized_from_the_memory_limit() {
         ];
         let run = moat_run(caller, &args);
         assert_eq!((run.status(), run.code), ("ok", 0), "{run:#?}");
-        let heap: u64 = run
-            .stdout
-            .lines()
-            .nth(1)
-            .and_then(|l| l.strip_prefix("heap="))
-            .and_then(|h| h.strip_suffix("MiB"))
-            .and_then(|h| h.parse().ok())
-            .unwrap_or_else(|| panic!("{run:#?}"));
+        let heap = heap_mib(&run);
         assert!(
             (650..=768).contains(&heap),
             "heap {heap}MiB with --memory 1GiB: {run:#?}"
         );
-    }
+    });
 }
 
 #[test]
 fn java_deep_recursion_and_a_caught_out_of_memory_error() {
-    if !java_installed() {
-        return;
-    }
-    let dir = compile("lang2_java_deep");
-    for caller in callers() {
+    with_compiled("lang2_java_deep", |caller, dir| {
         // 100000 frames need the profile's -Xss64m on the main thread; the heap ends
         // (OutOfMemoryError, caught) before the memory limit does.
-        let run = run_java(caller, dir.path(), &["Main"], b"");
+        let run = run_java(caller, dir, &["Main"], b"");
         assert_run(&run, "ok", 0, "depth=100000\noom after more than 300 MiB\n");
         // A heap flag on the command line wins over the profile's.
-        let run = run_java(caller, dir.path(), &["-Xmx64m", "Main"], b"");
+        let run = run_java(caller, dir, &["-Xmx64m", "Main"], b"");
         assert_run(&run, "ok", 0, "depth=100000\noom after at most 300 MiB\n");
-    }
+    });
 }
 
 #[test]
 fn java_heap_beyond_the_memory_limit_ends_by_memory_limit() {
-    if !java_installed() {
-        return;
-    }
-    let dir = compile("lang2_java_deep");
-    for caller in callers() {
-        let run = run_java(caller, dir.path(), &["-Xmx2g", "Main"], b"");
+    with_compiled("lang2_java_deep", |caller, dir| {
+        let run = run_java(caller, dir, &["-Xmx2g", "Main"], b"");
         assert_run(&run, "memory_limit", 137, "depth=100000\n");
-    }
+    });
 }
 
 #[test]
 fn java_cannot_start_a_process() {
-    if !java_installed() {
-        return;
-    }
-    let dir = compile("lang2_java_exec");
-    for caller in callers() {
-        let run = run_java(caller, dir.path(), &["Main"], b"");
-        assert_run(&run, "violation", 159, "starting\n");
-        assert_eq!(run.report["violation"]["syscall"], "execve", "{run:#?}");
-        assert_eq!(run.report["violation"]["arch"], "x86_64", "{run:#?}");
-    }
+    with_compiled("lang2_java_exec", |caller, dir| {
+        let run = run_java(caller, dir, &["Main"], b"");
+        assert_violation(&run, "starting\n", "execve", "exec");
+    });
 }
 
 #[test]
 fn java_has_no_network() {
-    if !java_installed() {
-        return;
-    }
-    let dir = compile("lang2_java_net");
-    for caller in callers() {
+    with_compiled("lang2_java_net", |caller, dir| {
         // socket() fails with EACCES: the program gets an exception and goes on.
-        let run = run_java(caller, dir.path(), &["Main"], b"");
+        let run = run_java(caller, dir, &["Main"], b"");
         assert_run(
             &run,
             "ok",
             0,
             "tcp SocketException: Permission denied\nudp BindException: Permission denied\n",
         );
-    }
+    });
 }
 
 #[test]
 fn java_profile_is_listed() {
-    let out = Command::new(MOAT).arg("profiles").output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.lines()
-            .any(|l| l.starts_with("java") && l.contains("OpenJDK 17")),
-        "{text}"
-    );
+    assert_profile_listed("java", "OpenJDK 17");
 }

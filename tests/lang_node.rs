@@ -5,17 +5,14 @@
 mod common;
 use common::*;
 use std::path::Path;
-use std::process::Command;
 
-/// The host's node (the profile's PATH finds the same one), or None with the skip line.
+/// Whether the host has node (the profile's PATH finds the same one); prints the skip
+/// line if not.
 fn node_installed() -> bool {
-    let found = ["/usr/local/bin/node", "/usr/bin/node"]
-        .iter()
-        .any(|p| Path::new(p).exists());
-    if !found {
-        eprintln!("SKIPPED: node (Node.js) not installed");
-    }
-    found
+    installed(
+        any_exists(&["/usr/local/bin/node", "/usr/bin/node"]),
+        "node (Node.js)",
+    )
 }
 
 fn fixtures() -> String {
@@ -37,10 +34,7 @@ fn run_node(caller: Caller, opts: &[&str], node_args: &[&str], stdin: &[u8]) -> 
 
 #[test]
 fn node_reads_stdin_synchronously() {
-    if !node_installed() {
-        return;
-    }
-    for caller in callers() {
+    as_callers_if(node_installed(), |caller| {
         let run = run_node(
             caller,
             &[],
@@ -48,62 +42,45 @@ fn node_reads_stdin_synchronously() {
             b"5 1 5\n12345678901234567890 x\n",
         );
         assert_run(&run, "ok", 0, "count=4 sum=12345678901234567901\ntop=5x2\n");
-    }
+    });
 }
 
 #[test]
 fn node_event_loop_timers_async_fs_and_crypto() {
-    if !node_installed() {
-        return;
-    }
     let expected = "olleh|dlrow\ntimer done\nread self: // Reads stdin line\n\
                     random bytes: 16\nsha256: edf1eb932299d2c1\nwasm add: 42\n";
-    for caller in callers() {
-        let run = run_node(caller, &[], &["lang2_node_lines.js"], b"hello\nworld\n");
-        assert_run(&run, "ok", 0, expected);
-        // With io_uring asked for, libuv's io_uring_setup gets ENOSYS (the core denies
-        // io_uring; the profile turns it into an errno) and it falls back.
-        let run = run_node(
-            caller,
-            &["--env", "UV_USE_IO_URING=1"],
-            &["lang2_node_lines.js"],
-            b"hello\nworld\n",
-        );
-        assert_run(&run, "ok", 0, expected);
-    }
+    as_callers_if(node_installed(), |caller| {
+        // Plain, and with io_uring asked for: libuv's io_uring_setup gets ENOSYS (the
+        // core denies io_uring; the profile turns it into an errno) and it falls back.
+        for opts in [&[][..], &["--env", "UV_USE_IO_URING=1"][..]] {
+            let run = run_node(caller, opts, &["lang2_node_lines.js"], b"hello\nworld\n");
+            assert_run(&run, "ok", 0, expected);
+        }
+    });
 }
 
 #[test]
 fn node_worker_threads() {
-    if !node_installed() {
-        return;
-    }
-    for caller in callers() {
+    as_callers_if(node_installed(), |caller| {
         let run = run_node(caller, &[], &["lang2_node_workers.js"], b"");
         assert_run(&run, "ok", 0, "total=8000002000000\n");
-    }
+    });
 }
 
 #[test]
 fn node_uncaught_error_and_exit_status() {
-    if !node_installed() {
-        return;
-    }
-    for caller in callers() {
+    as_callers_if(node_installed(), |caller| {
         let run = run_node(caller, &[], &["lang2_node_throw.js"], b"");
         assert_run(&run, "nonzero_exit", 1, "before\n");
         assert!(run.stderr.contains("Error: lang2 boom"), "{run:#?}");
         let run = run_node(caller, &[], &["lang2_node_throw.js", "5"], b"");
         assert_run(&run, "nonzero_exit", 5, "before\n");
-    }
+    });
 }
 
 #[test]
 fn node_heap_is_sized_from_the_memory_limit() {
-    if !node_installed() {
-        return;
-    }
-    for caller in callers() {
+    as_callers_if(node_installed(), |caller| {
         // V8 gives up at the profile's 384MiB heap and aborts, before the 512MiB limit.
         let run = run_node(caller, &[], &["lang2_node_hog.js"], b"");
         assert_run(&run, "signaled", 128 + libc::SIGABRT, "hoarding\n");
@@ -120,44 +97,30 @@ fn node_heap_is_sized_from_the_memory_limit() {
             b"",
         );
         assert_run(&run, "memory_limit", 137, "hoarding\n");
-    }
+    });
 }
 
 #[test]
 fn node_child_process_is_stopped() {
-    if !node_installed() {
-        return;
-    }
-    for caller in callers() {
+    as_callers_if(node_installed(), |caller| {
         // Piped stdio: child_process's socketpair fails with EACCES, the script sees it.
         let run = run_node(caller, &[], &["lang2_node_child.js", "exec"], b"");
         assert_run(&run, "ok", 0, "starting\nexec error EACCES\n");
         // Inherited stdio: the child reaches execve, a violation that ends the jail.
         let run = run_node(caller, &[], &["lang2_node_child.js", "spawn"], b"");
-        assert_run(&run, "violation", 159, "starting\n");
-        assert_eq!(run.report["violation"]["syscall"], "execve", "{run:#?}");
-        assert_eq!(run.report["violation"]["arch"], "x86_64", "{run:#?}");
-    }
+        assert_violation(&run, "starting\n", "execve", "spawn");
+    });
 }
 
 #[test]
 fn node_has_no_network() {
-    if !node_installed() {
-        return;
-    }
-    for caller in callers() {
+    as_callers_if(node_installed(), |caller| {
         let run = run_node(caller, &[], &["lang2_node_net.js"], b"");
         assert_run(&run, "ok", 0, "tcp EACCES\nhttp EACCES\nudp EACCES\n");
-    }
+    });
 }
 
 #[test]
 fn node_profile_is_listed() {
-    let out = Command::new(MOAT).arg("profiles").output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.lines()
-            .any(|l| l.starts_with("node") && l.contains("Node.js 20")),
-        "{text}"
-    );
+    assert_profile_listed("node", "Node.js 20");
 }

@@ -17,13 +17,9 @@ fn python3() -> Option<&'static str> {
         .find(|p| Path::new(p).exists())
 }
 
-macro_rules! python_or_skip {
-    () => {
-        if python3().is_none() {
-            eprintln!("SKIPPED: python3 not installed");
-            return;
-        }
-    };
+/// Whether python3 is installed; prints the skip line if not.
+fn python_installed() -> bool {
+    installed(python3().is_some(), "python3")
 }
 
 /// A work dir holding the solution script (tests/fixtures/lang_py_solve.py).
@@ -36,18 +32,26 @@ fn workdir() -> tempfile::TempDir {
 
 /// `moat run --profile python --bind(-rw) WORK --cwd WORK -- python3 ARGS`.
 fn run_py(caller: Caller, work: &Path, rw: bool, args: &[&str], stdin: &[u8]) -> Run {
-    let mut all = vec![
-        "--profile",
-        "python",
-        if rw { "--bind-rw" } else { "--bind" },
-        path_str(work),
-        "--cwd",
-        path_str(work),
-        "--",
-        "python3",
-    ];
-    all.extend_from_slice(args);
-    moat_run_stdin(caller, &all, stdin)
+    let command = [&["python3"], args].concat();
+    run_in_workdir(caller, "python", work, rw, &[], &command, stdin)
+}
+
+/// Runs `python3 solution.py ARGS` (no stdin, the work dir bound read-only) as every
+/// caller when python3 is installed, asserts the verdict, and returns the runs.
+#[track_caller]
+fn assert_solution_runs(args: &[&str], status: &str, code: i32, stdout: &str) -> Vec<Run> {
+    let mut runs = Vec::new();
+    if !python_installed() {
+        return runs;
+    }
+    let work = workdir();
+    let args = [&["solution.py"], args].concat();
+    for caller in callers() {
+        let run = run_py(caller, work.path(), false, &args, b"");
+        assert_run(&run, status, code, stdout);
+        runs.push(run);
+    }
+    runs
 }
 
 const INPUT: &[u8] = br#"["b", "a", "12", "b", "18", "30"]"#;
@@ -57,7 +61,9 @@ bytecode True nousersite 1 safepath True\n";
 
 #[test]
 fn python_stdlib_solution_reads_stdin() {
-    python_or_skip!();
+    if !python_installed() {
+        return;
+    }
     let work = workdir();
     for caller in callers() {
         let run = run_py(caller, work.path(), false, &["solution.py"], INPUT);
@@ -76,7 +82,9 @@ fn python_stdlib_solution_reads_stdin() {
 
 #[test]
 fn python_script_dir_does_not_shadow_the_stdlib_and_no_bytecode_is_written() {
-    python_or_skip!();
+    if !python_installed() {
+        return;
+    }
     let work = workdir();
     // A json.py next to the solution would replace the stdlib's without safe_path.
     std::fs::write(
@@ -106,44 +114,26 @@ fn python_script_dir_does_not_shadow_the_stdlib_and_no_bytecode_is_written() {
 
 #[test]
 fn python_exception_is_nonzero_exit_1() {
-    python_or_skip!();
-    let work = workdir();
-    for caller in callers() {
-        let run = run_py(caller, work.path(), false, &["solution.py", "fail"], b"");
-        assert_run(&run, "nonzero_exit", 1, "");
+    for run in assert_solution_runs(&["fail"], "nonzero_exit", 1, "") {
         assert!(run.stderr.contains("ValueError: wrong answer"), "{run:#?}");
     }
 }
 
 #[test]
 fn python_deep_recursion_works() {
-    python_or_skip!();
-    let work = workdir();
-    for caller in callers() {
-        let run = run_py(
-            caller,
-            work.path(),
-            false,
-            &["solution.py", "deep", "200000"],
-            b"",
-        );
-        assert_run(&run, "ok", 0, "depth 200000\n");
-    }
+    assert_solution_runs(&["deep", "200000"], "ok", 0, "depth 200000\n");
 }
 
 #[test]
 fn python_socket_fails_with_eacces() {
-    python_or_skip!();
-    let work = workdir();
-    for caller in callers() {
-        let run = run_py(caller, work.path(), false, &["solution.py", "socket"], b"");
-        assert_run(&run, "ok", 0, "socket: PermissionError 13\n");
-    }
+    assert_solution_runs(&["socket"], "ok", 0, "socket: PermissionError 13\n");
 }
 
 #[test]
 fn python_subprocess_system_and_fork_are_violations() {
-    python_or_skip!();
+    if !python_installed() {
+        return;
+    }
     let work = workdir();
     for caller in callers() {
         // subprocess first makes its error-reporting pipe; os.system and os.fork clone.
@@ -153,76 +143,24 @@ fn python_subprocess_system_and_fork_are_violations() {
             ("fork", "clone"),
         ] {
             let run = run_py(caller, work.path(), false, &["solution.py", mode], b"");
-            assert_run(&run, "violation", 159, "");
-            assert_eq!(
-                run.report["violation"]["syscall"], syscall,
-                "{mode}: {run:#?}"
-            );
-            assert_eq!(run.report["violation"]["arch"], "x86_64", "{run:#?}");
+            assert_violation(&run, "", syscall, mode);
         }
     }
 }
 
 #[test]
 fn python_writes_only_inside_a_writable_workdir() {
-    python_or_skip!();
-    for caller in callers() {
-        let work = workdir();
-        let elsewhere = scratch();
-        let run = run_py(
-            caller,
-            work.path(),
-            true,
-            &["solution.py", "write", "out.txt"],
-            b"",
-        );
-        assert_run(&run, "ok", 0, "wrote out.txt\n");
-        assert_eq!(
-            std::fs::read_to_string(work.path().join("out.txt")).unwrap(),
-            "escaped\n"
-        );
-        for path in ["/escaped", "/usr/lib/escaped"] {
-            let run = run_py(
-                caller,
-                work.path(),
-                true,
-                &["solution.py", "write", path],
-                b"",
-            );
-            assert_run(
-                &run,
-                "nonzero_exit",
-                1,
-                "write: OSError 30 Read-only file system\n",
-            );
-        }
-        let target = elsewhere.path().join("escaped");
-        let run = run_py(
-            caller,
-            work.path(),
-            true,
-            &["solution.py", "write", path_str(&target)],
-            b"",
-        );
-        assert_run(
-            &run,
-            "nonzero_exit",
-            1,
-            "write: FileNotFoundError 2 No such file or directory\n",
-        );
-        assert!(!target.exists(), "{} was created", target.display());
-        let run = run_py(
-            caller,
-            work.path(),
-            false,
-            &["solution.py", "write", "ro.txt"],
-            b"",
-        );
-        assert_run(
-            &run,
-            "nonzero_exit",
-            1,
-            "write: OSError 30 Read-only file system\n",
-        );
+    if !python_installed() {
+        return;
     }
+    assert_writes_only_inside_a_writable_workdir(
+        workdir,
+        |caller, work, rw, path| run_py(caller, work, rw, &["solution.py", "write", path], b""),
+        WriteFailures {
+            read_only_paths: &["/escaped", "/usr/lib/escaped"],
+            read_only: &|_| "write: OSError 30 Read-only file system\n".to_string(),
+            not_found: &|_| "write: FileNotFoundError 2 No such file or directory\n".to_string(),
+            read_only_workdir: true,
+        },
+    );
 }

@@ -43,16 +43,9 @@ fn rust_solution() -> Option<PathBuf> {
     Some(out)
 }
 
-macro_rules! solution_or_skip {
-    () => {
-        match rust_solution() {
-            Some(p) => p,
-            None => {
-                eprintln!("SKIPPED: rustc not installed");
-                return;
-            }
-        }
-    };
+/// The compiled solution, or None with the skip line when no rustc is installed.
+fn solution() -> Option<PathBuf> {
+    installed_some(rust_solution(), "rustc")
 }
 
 /// `moat run --profile rust --bind(-rw) WORKDIR --cwd WORKDIR -- PROG ARGS`.
@@ -64,23 +57,15 @@ fn run_rust(
     args: &[&str],
     stdin: &[u8],
 ) -> Run {
-    let mut all = vec![
-        "--profile",
-        "rust",
-        if rw { "--bind-rw" } else { "--bind" },
-        path_str(workdir),
-        "--cwd",
-        path_str(workdir),
-        "--",
-        path_str(prog),
-    ];
-    all.extend_from_slice(args);
-    moat_run_stdin(caller, &all, stdin)
+    let command = [&[path_str(prog)], args].concat();
+    run_in_workdir(caller, "rust", workdir, rw, &[], &command, stdin)
 }
 
 #[test]
 fn rust_std_program_reads_stdin_and_writes_stdout() {
-    let prog = solution_or_skip!();
+    let Some(prog) = solution() else {
+        return;
+    };
     let work = scratch();
     for caller in callers() {
         let run = run_rust(
@@ -102,7 +87,9 @@ fn rust_std_program_reads_stdin_and_writes_stdout() {
 
 #[test]
 fn rust_panic_is_nonzero_exit_101() {
-    let prog = solution_or_skip!();
+    let Some(prog) = solution() else {
+        return;
+    };
     let work = scratch();
     for caller in callers() {
         let run = run_rust(caller, work.path(), false, &prog, &["panic"], b"");
@@ -113,7 +100,9 @@ fn rust_panic_is_nonzero_exit_101() {
 
 #[test]
 fn rust_deep_recursion_fits_the_profile_stack() {
-    let prog = solution_or_skip!();
+    let Some(prog) = solution() else {
+        return;
+    };
     let work = scratch();
     for caller in callers() {
         let run = run_rust(caller, work.path(), false, &prog, &["deep", "1000000"], b"");
@@ -123,65 +112,33 @@ fn rust_deep_recursion_fits_the_profile_stack() {
 
 #[test]
 fn rust_threads_processes_and_tcp_are_violations() {
-    let prog = solution_or_skip!();
+    let Some(prog) = solution() else {
+        return;
+    };
     let work = scratch();
     for caller in callers() {
         // std::thread::spawn and std::process::Command both clone (Command through
         // posix_spawn's CLONE_VFORK); TcpStream::connect starts with socket.
         for (mode, syscall) in [("thread", "clone"), ("spawn", "clone"), ("tcp", "socket")] {
             let run = run_rust(caller, work.path(), false, &prog, &[mode], b"");
-            assert_run(&run, "violation", 159, "");
-            assert_eq!(
-                run.report["violation"]["syscall"], syscall,
-                "{mode}: {run:#?}"
-            );
-            assert_eq!(run.report["violation"]["arch"], "x86_64", "{run:#?}");
+            assert_violation(&run, "", syscall, mode);
         }
     }
 }
 
 #[test]
 fn rust_writes_only_inside_a_writable_workdir() {
-    let prog = solution_or_skip!();
-    for caller in callers() {
-        let work = scratch();
-        let elsewhere = scratch();
-        let run = run_rust(caller, work.path(), true, &prog, &["write", "out.txt"], b"");
-        assert_run(&run, "ok", 0, "wrote out.txt\n");
-        assert_eq!(
-            std::fs::read_to_string(work.path().join("out.txt")).unwrap(),
-            "escaped\n"
-        );
-        let run = run_rust(
-            caller,
-            work.path(),
-            true,
-            &prog,
-            &["write", "/escaped"],
-            b"",
-        );
-        assert_run(
-            &run,
-            "nonzero_exit",
-            1,
-            "write /escaped: ReadOnlyFilesystem\n",
-        );
-        let target = elsewhere.path().join("escaped");
-        let target_s = path_str(&target);
-        let run = run_rust(caller, work.path(), true, &prog, &["write", target_s], b"");
-        assert_run(
-            &run,
-            "nonzero_exit",
-            1,
-            &format!("write {target_s}: NotFound\n"),
-        );
-        assert!(!target.exists(), "{} was created", target.display());
-        let run = run_rust(caller, work.path(), false, &prog, &["write", "ro.txt"], b"");
-        assert_run(
-            &run,
-            "nonzero_exit",
-            1,
-            "write ro.txt: ReadOnlyFilesystem\n",
-        );
-    }
+    let Some(prog) = solution() else {
+        return;
+    };
+    assert_writes_only_inside_a_writable_workdir(
+        scratch,
+        |caller, work, rw, path| run_rust(caller, work, rw, &prog, &["write", path], b""),
+        WriteFailures {
+            read_only_paths: &["/escaped"],
+            read_only: &|path| format!("write {path}: ReadOnlyFilesystem\n"),
+            not_found: &|path| format!("write {path}: NotFound\n"),
+            read_only_workdir: true,
+        },
+    );
 }

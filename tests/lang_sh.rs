@@ -19,18 +19,8 @@ fn workdir() -> tempfile::TempDir {
 
 /// `moat run --profile sh --bind(-rw) WORK --cwd WORK -- SHELL ARGS`.
 fn run_sh(caller: Caller, work: &Path, rw: bool, shell: &str, args: &[&str], stdin: &[u8]) -> Run {
-    let mut all = vec![
-        "--profile",
-        "sh",
-        if rw { "--bind-rw" } else { "--bind" },
-        path_str(work),
-        "--cwd",
-        path_str(work),
-        "--",
-        shell,
-    ];
-    all.extend_from_slice(args);
-    moat_run_stdin(caller, &all, stdin)
+    let command = [&[shell], args].concat();
+    run_in_workdir(caller, "sh", work, rw, &[], &command, stdin)
 }
 
 /// The shells to try: sh always, bash when installed.
@@ -44,38 +34,35 @@ fn shells() -> Vec<&'static str> {
     v
 }
 
-#[test]
-fn sh_script_runs_a_coreutils_pipeline() {
+/// Runs `SHELL ARGS` with `stdin` in the work dir (bound read-only) with every shell as
+/// every caller, and asserts it succeeds printing `stdout`.
+#[track_caller]
+fn assert_every_shell_prints(args: &[&str], stdin: &[u8], stdout: &str) {
     let work = workdir();
     for caller in callers() {
         for shell in shells() {
-            let run = run_sh(caller, work.path(), false, shell, &["solution.sh"], b"");
-            assert_run(
-                &run,
-                "ok",
-                0,
-                "      3 b\n      2 a\n      1 c\ntotal 7\nlines 3\n1\nawk 7\ndon\n3,2,1\n",
-            );
+            let run = run_sh(caller, work.path(), false, shell, args, stdin);
+            assert_run(&run, "ok", 0, stdout);
         }
     }
 }
 
 #[test]
+fn sh_script_runs_a_coreutils_pipeline() {
+    assert_every_shell_prints(
+        &["solution.sh"],
+        b"",
+        "      3 b\n      2 a\n      1 c\ntotal 7\nlines 3\n1\nawk 7\ndon\n3,2,1\n",
+    );
+}
+
+#[test]
 fn sh_pipeline_reads_stdin() {
-    let work = workdir();
-    for caller in callers() {
-        for shell in shells() {
-            let run = run_sh(
-                caller,
-                work.path(),
-                false,
-                shell,
-                &["-c", "sort | uniq -c | sort -rn | head -2"],
-                b"x\ny\nx\nz\nx\ny\n",
-            );
-            assert_run(&run, "ok", 0, "      3 x\n      2 y\n");
-        }
-    }
+    assert_every_shell_prints(
+        &["-c", "sort | uniq -c | sort -rn | head -2"],
+        b"x\ny\nx\nz\nx\ny\n",
+        "      3 x\n      2 y\n",
+    );
 }
 
 #[test]

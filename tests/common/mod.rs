@@ -405,3 +405,170 @@ pub fn mount_count() -> usize {
         .lines()
         .count()
 }
+
+// ------------------------------------------------ helpers of the language-profile tests
+
+/// Whether every one of `paths` exists.
+pub fn all_exist(paths: &[&str]) -> bool {
+    paths.iter().all(|p| Path::new(p).exists())
+}
+
+/// Whether any of `paths` exists.
+pub fn any_exists(paths: &[&str]) -> bool {
+    paths.iter().any(|p| Path::new(p).exists())
+}
+
+/// Whether a runtime or tool a test needs is `found`; prints the skip line
+/// `SKIPPED: WHAT not installed` when it is not.
+pub fn installed(found: bool, what: &str) -> bool {
+    if !found {
+        eprintln!("SKIPPED: {what} not installed");
+    }
+    found
+}
+
+/// `found` as it is; prints the skip line `SKIPPED: WHAT not installed` when it is None.
+pub fn installed_some<T>(found: Option<T>, what: &str) -> Option<T> {
+    if found.is_none() {
+        installed(false, what);
+    }
+    found
+}
+
+/// Runs `check` as every caller of `callers()` when `found` (see `installed`); does
+/// nothing otherwise.
+pub fn as_callers_if(found: bool, mut check: impl FnMut(Caller)) {
+    if !found {
+        return;
+    }
+    for caller in callers() {
+        check(caller);
+    }
+}
+
+/// `moat run --profile PROFILE --bind(-rw) WORK --cwd WORK OPTS -- COMMAND` as `caller`
+/// with `stdin` (`rw`: the work dir is bound with --bind-rw): the way a user runs a
+/// submission from its work dir.
+pub fn run_in_workdir(
+    caller: Caller,
+    profile: &str,
+    work: &Path,
+    rw: bool,
+    opts: &[&str],
+    command: &[&str],
+    stdin: &[u8],
+) -> Run {
+    let mut all = vec![
+        "--profile",
+        profile,
+        if rw { "--bind-rw" } else { "--bind" },
+        path_str(work),
+        "--cwd",
+        path_str(work),
+    ];
+    all.extend_from_slice(opts);
+    all.push("--");
+    all.extend_from_slice(command);
+    moat_run_stdin(caller, &all, stdin)
+}
+
+/// Asserts that the run ended by a violation (exit 159) after printing `stdout`, naming
+/// `syscall` on x86_64; `what` (the case) goes into the failure messages.
+#[track_caller]
+pub fn assert_violation(run: &Run, stdout: &str, syscall: &str, what: &str) {
+    assert_run(run, "violation", 159, stdout);
+    assert_eq!(
+        run.report["violation"]["syscall"], syscall,
+        "{what}: {run:#?}"
+    );
+    assert_eq!(
+        run.report["violation"]["arch"], "x86_64",
+        "{what}: {run:#?}"
+    );
+}
+
+/// What a language's writer program (`write PATH`: writes "escaped\n" to PATH) prints
+/// when a write fails, for `assert_writes_only_inside_a_writable_workdir`.
+pub struct WriteFailures<'a> {
+    /// Paths on the jail's root (or directories moat made on it): read-only.
+    pub read_only_paths: &'a [&'a str],
+    /// The message for PATH on a read-only file system.
+    pub read_only: &'a dyn Fn(&str) -> String,
+    /// The message for PATH in a host directory that is not bound.
+    pub not_found: &'a dyn Fn(&str) -> String,
+    /// Whether to check that a work dir bound read-only (`--bind .`) cannot be written.
+    pub read_only_workdir: bool,
+}
+
+/// The "writes only inside a writable workdir" checks, for every caller: `write(caller,
+/// WORK, rw, PATH)` runs the program's `write PATH` in a fresh `workdir()` WORK (bound
+/// --bind-rw when `rw`). Inside the --bind-rw work dir a write is allowed and the file
+/// lands on the host; the jail's root and the directories moat made on it are
+/// read-only; a host directory that exists but is not bound is not there at all; and
+/// (`read_only_workdir`) a work dir bound read-only cannot be written either.
+#[track_caller]
+pub fn assert_writes_only_inside_a_writable_workdir(
+    workdir: impl Fn() -> tempfile::TempDir,
+    write: impl Fn(Caller, &Path, bool, &str) -> Run,
+    fails: WriteFailures,
+) {
+    for caller in callers() {
+        let work = workdir();
+        let elsewhere = scratch();
+        let run = write(caller, work.path(), true, "out.txt");
+        assert_run(&run, "ok", 0, "wrote out.txt\n");
+        assert_eq!(
+            std::fs::read_to_string(work.path().join("out.txt")).unwrap(),
+            "escaped\n"
+        );
+        for path in fails.read_only_paths {
+            let run = write(caller, work.path(), true, path);
+            assert_run(&run, "nonzero_exit", 1, &(fails.read_only)(path));
+        }
+        let target = elsewhere.path().join("escaped");
+        let target_s = path_str(&target);
+        let run = write(caller, work.path(), true, target_s);
+        assert_run(&run, "nonzero_exit", 1, &(fails.not_found)(target_s));
+        assert!(!target.exists(), "{} was created", target.display());
+        if fails.read_only_workdir {
+            let run = write(caller, work.path(), false, "ro.txt");
+            assert_run(&run, "nonzero_exit", 1, &(fails.read_only)("ro.txt"));
+            assert!(!work.path().join("ro.txt").exists());
+        }
+    }
+}
+
+/// Asserts that `moat profiles` lists a profile NAME whose line mentions `mention`.
+#[track_caller]
+pub fn assert_profile_listed(name: &str, mention: &str) {
+    let out = Command::new(MOAT).arg("profiles").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(name) && l.contains(mention)),
+        "{text}"
+    );
+}
+
+/// tests/fixtures/lang_c_escape.c's fork, exec and socket, run under the native-code
+/// profile PROFILE (c, cpp) from a read-only work dir as every caller: each is a
+/// violation naming its syscall.
+#[track_caller]
+pub fn assert_escape_fixture_violations(profile: &str) {
+    let work = scratch();
+    let prog = fixture("lang_c_escape");
+    for caller in callers() {
+        for (what, syscall) in [("fork", "clone"), ("exec", "execve"), ("socket", "socket")] {
+            let run = run_in_workdir(
+                caller,
+                profile,
+                work.path(),
+                false,
+                &[],
+                &[path_str(&prog), what],
+                b"",
+            );
+            assert_violation(&run, "", syscall, what);
+        }
+    }
+}
