@@ -78,9 +78,14 @@ struct Prepared<'a> {
     _plan: &'a Plan,
 }
 
-/// The start and end of this process's argv strings, from fields 48 and 49 of
-/// /proc/self/stat.
+/// The start and end of this process's argv strings (they never move), read once.
 fn args_area() -> Option<(usize, usize)> {
+    static AREA: std::sync::OnceLock<Option<(usize, usize)>> = std::sync::OnceLock::new();
+    *AREA.get_or_init(read_args_area)
+}
+
+/// Fields 48 and 49 of /proc/self/stat.
+fn read_args_area() -> Option<(usize, usize)> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     // The command name may hold spaces and parentheses; fields count from the last ')'.
     let rest = &stat[stat.rfind(')')? + 2..];
