@@ -15,9 +15,30 @@ fn node_installed() -> bool {
     )
 }
 
+/// The node fixtures, copied where every caller (and the jail's uid 65534) can read
+/// them without changing the permissions of the checkout's directories.
 fn fixtures() -> String {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    open_up(&dir);
+    static DIR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DIR.get_or_init(copy_fixtures).clone()
+}
+
+fn copy_fixtures() -> String {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let dir = fixture_dir().join("node");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    for entry in std::fs::read_dir(&src).unwrap().flatten() {
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with("lang2_node_") {
+            let tmp = dir.join(format!(
+                ".{}.{}",
+                name.to_string_lossy(),
+                std::process::id()
+            ));
+            std::fs::copy(entry.path(), &tmp).unwrap();
+            std::fs::rename(&tmp, dir.join(&name)).unwrap();
+        }
+    }
     dir.display().to_string()
 }
 
