@@ -42,7 +42,7 @@ pub fn moat_bin() -> PathBuf {
 }
 
 /// Makes `path` and every parent up to `/` traversable by others (the unprivileged
-/// caller and the jail's uid 65534 must reach fixtures under target/).
+/// caller and the jail's uid 65534 must reach files in scratch directories).
 pub fn open_up(path: &Path) {
     for p in path.ancestors() {
         if let Ok(meta) = std::fs::metadata(p) {
