@@ -291,7 +291,7 @@ pub(crate) fn parse_mountinfo(text: &str) -> Vec<Mount> {
 }
 
 /// /proc/self/cgroup: (controllers, path) per hierarchy; v2 has no controllers listed.
-fn parse_self_cgroup(text: &str) -> Vec<(Vec<String>, String)> {
+pub(crate) fn parse_self_cgroup(text: &str) -> Vec<(Vec<String>, String)> {
     text.lines()
         .filter_map(|line| {
             // The path may itself contain ':'.
@@ -316,7 +316,7 @@ fn under(fs_root: &Path, abs: &Path) -> PathBuf {
 
 /// The directory of cgroup `cg_path` through `mount`, if that mount shows it. Paths
 /// with `..` belong to cgroups outside our cgroup namespace: not reachable.
-fn cgroup_dir(fs_root: &Path, mount: &Mount, cg_path: &str) -> Option<PathBuf> {
+pub(crate) fn cgroup_dir(fs_root: &Path, mount: &Mount, cg_path: &str) -> Option<PathBuf> {
     if cg_path.split('/').any(|c| c == "..") {
         return None;
     }

@@ -6,8 +6,10 @@
 //! short-lived forked children so the calling process keeps its namespaces and has
 //! no tracee left behind.
 
+use crate::cgroup::{parse_mountinfo, Mount};
 use std::fmt::Write as _;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
 
 use caps::{CapSet, Capability};
 use nix::errno::Errno;
@@ -914,27 +916,6 @@ fn ptrace_finding(host: &dyn Host) -> Finding {
 // ---------------------------------------------------------------------------------
 // cgroups
 
-struct Mount {
-    /// The directory of the filesystem that is mounted (field 4 of mountinfo).
-    root: String,
-    point: String,
-    fstype: String,
-    super_opts: Vec<String>,
-}
-
-/// The mounts of a mountinfo text, parsed by the cgroup module (one parser for both).
-fn parse_mountinfo(text: &str) -> Vec<Mount> {
-    crate::cgroup::parse_mountinfo(text)
-        .into_iter()
-        .map(|m| Mount {
-            root: m.root,
-            point: m.point.display().to_string(),
-            fstype: m.fstype,
-            super_opts: m.super_options,
-        })
-        .collect()
-}
-
 struct CgroupEntry {
     /// The unified (v2) hierarchy: id 0 with an empty controller list.
     unified: bool,
@@ -942,46 +923,26 @@ struct CgroupEntry {
     path: String,
 }
 
+/// /proc/self/cgroup, parsed by the cgroup module (one parser for both).
 fn parse_proc_cgroup(text: &str) -> Vec<CgroupEntry> {
-    text.lines()
-        .filter_map(|line| {
-            let mut parts = line.splitn(3, ':');
-            let id = parts.next()?;
-            let controllers = parts.next()?;
-            let path = parts.next()?.to_string();
-            Some(CgroupEntry {
-                unified: id == "0" && controllers.is_empty(),
-                controllers: controllers
-                    .split(',')
-                    .filter(|c| !c.is_empty())
-                    .map(String::from)
-                    .collect(),
+    crate::cgroup::parse_self_cgroup(text)
+        .into_iter()
+        .map(|(controllers, path)| {
+            let controllers: Vec<String> =
+                controllers.into_iter().filter(|c| !c.is_empty()).collect();
+            CgroupEntry {
+                unified: controllers.is_empty(),
+                controllers,
                 path,
-            })
+            }
         })
         .collect()
 }
 
-/// The directory of cgroup `path` under `mount`, or `None` when the mount shows only a
-/// part of the hierarchy that does not contain it.
+/// The directory of cgroup `path` under `mount` (the cgroup module's rule), or `None`
+/// when the mount shows only a part of the hierarchy that does not contain it.
 fn cgroup_dir(mount: &Mount, path: &str) -> Option<String> {
-    let rel = if mount.root == "/" {
-        path
-    } else if path == mount.root {
-        ""
-    } else {
-        let rest = path.strip_prefix(mount.root.as_str())?;
-        if !rest.starts_with('/') {
-            return None;
-        }
-        rest
-    };
-    let dir = format!(
-        "{}{}",
-        mount.point.trim_end_matches('/'),
-        rel.trim_end_matches('/')
-    );
-    Some(if dir.is_empty() { "/".into() } else { dir })
+    crate::cgroup::cgroup_dir(Path::new("/"), mount, path).map(|d| d.display().to_string())
 }
 
 fn words(text: Option<String>) -> Vec<String> {
@@ -1039,8 +1000,10 @@ fn probe_v2(host: &dyn Host, mounts: &[Mount], cgroups: &[CgroupEntry]) -> Optio
         None => (*first, None),
     };
     Some(V2 {
-        mount_point: mount.point.clone(),
-        root_controllers: words(host.read(&format!("{}/cgroup.controllers", mount.point))),
+        mount_point: mount.point.display().to_string(),
+        root_controllers: words(
+            host.read(&format!("{}/cgroup.controllers", mount.point.display())),
+        ),
         path,
         here,
     })
@@ -1058,7 +1021,7 @@ fn probe_v1(host: &dyn Host, mounts: &[Mount], cgroups: &[CgroupEntry], ctrl: &s
         .map_or("/", |c| c.path.as_str());
     let dir = mounts
         .iter()
-        .filter(|m| m.fstype == "cgroup" && m.super_opts.iter().any(|o| o == ctrl))
+        .filter(|m| m.fstype == "cgroup" && m.super_options.iter().any(|o| o == ctrl))
         .find_map(|m| cgroup_dir(m, path).filter(|d| host.exists(d)))?;
     let writable = host.writable(&dir)
         && (host.writable(&format!("{dir}/cgroup.procs"))
@@ -1227,7 +1190,9 @@ fn cgroup_finding(host: &dyn Host) -> Finding {
         .filter_map(|c| {
             let v = v1(c)?;
             let at_top = mounts.iter().any(|m| {
-                m.fstype == "cgroup" && m.super_opts.iter().any(|o| o == c) && m.point == v.dir
+                m.fstype == "cgroup"
+                    && m.super_options.iter().any(|o| o == c)
+                    && m.point == Path::new(&v.dir)
             });
             Some((v, at_top))
         })
@@ -2137,7 +2102,7 @@ mod tests {
         );
         assert_eq!(mounts.len(), 1);
         let m = &mounts[0];
-        assert_eq!(m.point, "/sys/fs/cgroup/my dir");
+        assert_eq!(m.point, Path::new("/sys/fs/cgroup/my dir"));
         assert_eq!(m.fstype, "cgroup2");
         assert_eq!(
             cgroup_dir(m, "/docker/abc").as_deref(),
