@@ -3,9 +3,9 @@
 //! allowed (the always-denied core still ends the run), notes every file it opens, and
 //! writes a TOML profile extending the base that lists exactly that.
 
-use crate::outcome::Outcome;
+use crate::plan::rootfs::Step;
 use crate::plan::Plan;
-use crate::rootfs::Step;
+use crate::report::outcome::Outcome;
 use serde::Serialize;
 use std::collections::BTreeSet;
 use std::fmt::Write;
@@ -52,7 +52,7 @@ pub fn missing_files(plan: &Plan, learned: &Learned) -> Vec<PathBuf> {
 
 /// Whether the `base` rootfs template provides this path.
 fn from_template(path: &Path) -> bool {
-    crate::rootfs::TEMPLATES
+    crate::plan::rootfs::TEMPLATES
         .iter()
         .any(|(t, p, _)| *t == "base" && Path::new("/").join(p) == path)
 }

@@ -22,37 +22,22 @@
 //! # Ok::<(), moat::Error>(())
 //! ```
 
-pub mod accounting;
-pub mod cgroup;
 pub mod check;
-pub mod elf;
-pub mod init;
-pub mod ldcache;
+pub mod config;
+pub mod jail;
 pub mod learn;
-pub mod mnt;
-pub mod monitor;
-pub mod net;
-pub mod outcome;
 pub mod plan;
-pub mod policy;
-pub mod privs;
-pub mod profile;
-pub mod relay;
-pub mod rootfs;
-pub mod run;
+pub mod report;
 pub mod seccomp;
-pub mod spawn;
-pub mod template;
-pub mod units;
-pub mod user;
+pub mod watch;
 
-pub use outcome::{Outcome, Status};
+pub use config::policy::{Limits, Overrides, Policy, PolicyError};
+pub use jail::spawn::SpawnError;
 pub use plan::{Plan, PlanError};
-pub use policy::{Overrides, Policy, PolicyError};
-pub use run::{run, run_with, RunOptions};
-pub use spawn::SpawnError;
+pub use report::outcome::{Outcome, Status};
+pub use watch::run::{run, run_with, RunOptions};
 
-use outcome::ErrorKind;
+use report::outcome::ErrorKind;
 
 /// Any reason moat could not run the program.
 #[derive(Debug, thiserror::Error)]

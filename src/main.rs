@@ -114,11 +114,11 @@ struct RunArgs {
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    moat::units::parse_duration(s).map_err(|e| e.to_string())
+    moat::config::units::parse_duration(s).map_err(|e| e.to_string())
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
-    moat::units::parse_size(s).map_err(|e| e.to_string())
+    moat::config::units::parse_size(s).map_err(|e| e.to_string())
 }
 
 fn overrides(a: &RunArgs) -> Result<Overrides, moat::Error> {
@@ -126,7 +126,7 @@ fn overrides(a: &RunArgs) -> Result<Overrides, moat::Error> {
     let mut binds = Vec::new();
     for (specs, rw) in [(&a.bind, false), (&a.bind_rw, true)] {
         for spec in specs {
-            binds.push(moat::policy::Bind::parse(spec, rw, &cwd)?);
+            binds.push(moat::config::policy::Bind::parse(spec, rw, &cwd)?);
         }
     }
     let mut env = Vec::new();
@@ -146,7 +146,7 @@ fn overrides(a: &RunArgs) -> Result<Overrides, moat::Error> {
         cwd: a.cwd.clone(),
         env,
         learn: false,
-        limits: moat::policy::Limits {
+        limits: moat::config::policy::Limits {
             cpu_time: a.cpu_time,
             wall_time: a.wall_time,
             memory: a.memory,
@@ -221,7 +221,7 @@ fn run_as(a: &RunArgs, learn: bool) -> Result<(Plan, moat::Outcome), u8> {
     if let Some(v) = &outcome.violation {
         eprintln!(
             "moat: violation: {}",
-            moat::policy::violation_advice(v, &plan.policy)
+            moat::config::policy::violation_advice(v, &plan.policy)
         );
     }
     write_report(a, &outcome);
@@ -298,7 +298,7 @@ fn main() -> ExitCode {
             use std::io::Write;
             let _ = std::io::stdout()
                 .lock()
-                .write_all(moat::profile::listing().as_bytes());
+                .write_all(moat::config::profile::listing().as_bytes());
             0
         }
         Command::Check { json } => {

@@ -198,7 +198,7 @@ fn eight_jails_from_eight_threads_each_get_their_own_verdict() {
                 std::thread::spawn(move || {
                     let job = job(i);
                     let overrides = moat::Overrides {
-                        limits: moat::policy::Limits {
+                        limits: moat::Limits {
                             wall_time: job.wall_time,
                             ..Default::default()
                         },

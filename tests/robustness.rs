@@ -338,7 +338,7 @@ fn concurrent_runs_have_their_own_accounting() {
                 let prog = prog.clone();
                 s.spawn(move || {
                     let overrides = moat::Overrides {
-                        limits: moat::policy::Limits {
+                        limits: moat::Limits {
                             cpu_time: Some(Duration::from_secs(1)),
                             memory: Some(64 * MIB),
                             ..Default::default()

@@ -5,10 +5,11 @@
 //! Waits name only this thread's own children and tracees (`__WNOTHREAD`), so several
 //! jails monitored from several threads of one process never see each other's events.
 
+use crate::jail::spawn::Jail;
 use crate::learn::Learned;
-use crate::outcome::{Exceeded, Violation};
-use crate::spawn::Jail;
-use crate::{accounting, relay, seccomp};
+use crate::report::outcome::{Exceeded, Violation};
+use crate::seccomp;
+use crate::watch::{accounting, relay};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -351,7 +352,7 @@ fn note(learned: &mut Learned, pid: libc::pid_t, info: &SyscallInfo, cwd: &Path)
         if let Some(path) = read_string(pid, info.args[i]).filter(|_| dirfd_ok) {
             learned
                 .files
-                .insert(crate::policy::normalize(&cwd.join(path)));
+                .insert(crate::config::policy::normalize(&cwd.join(path)));
         }
     }
     match info.ret_data as u16 {

@@ -2,13 +2,14 @@
 //! jail in a cgroup when a limit needs one, spawn it, monitor it, and turn what was
 //! seen into one Outcome. The steps are the functions below, in that order.
 
-use crate::cgroup::{self, Mechanism, Mechanisms, RunCgroup};
-use crate::monitor::{self, Watch};
-use crate::outcome::{self, ErrorInfo, ErrorKind, Exceeded, Observed, Outcome, Status};
+use crate::config::policy::Limits;
+use crate::config::units;
+use crate::jail::spawn::{self, Jail, SpawnError};
 use crate::plan::Plan;
-use crate::policy::Limits;
-use crate::spawn::{self, Jail, SpawnError};
-use crate::{relay, units};
+use crate::report::outcome::{self, ErrorInfo, ErrorKind, Exceeded, Observed, Outcome, Status};
+use crate::watch::cgroup::{self, Mechanism, Mechanisms, RunCgroup};
+use crate::watch::monitor::{self, Watch};
+use crate::watch::relay;
 use std::fs::{File, OpenOptions};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;

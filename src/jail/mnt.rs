@@ -5,7 +5,7 @@
 //! parent may be multi-threaded, and a lock held by another thread at clone time would
 //! never be released), so it only walks the prepared list.
 
-use crate::rootfs::{Step, Tree};
+use crate::plan::rootfs::{Step, Tree};
 use std::ffi::{CStr, CString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;

@@ -3,7 +3,7 @@
 //! `{NAME}` or `{NAME*N/D}`; an argument whose limit is not set is left out, so a
 //! profile can carry the flag without forcing a limit.
 
-use crate::policy::Limits;
+use crate::config::policy::Limits;
 
 /// The values a placeholder may name.
 pub const NAMES: &[&str] = &[

@@ -16,7 +16,7 @@ use toml::Spanned;
 pub const BUILTIN: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/builtin_profiles.rs"));
 
 /// Named syscall groups, shared by all profiles.
-pub const GROUPS: &str = include_str!("../profiles/groups.toml");
+pub const GROUPS: &str = include_str!("../../profiles/groups.toml");
 
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]

@@ -3,14 +3,18 @@
 //! maps, the compiled BPF filter, argv and envp. Building a plan changes nothing on the
 //! host, so `moat plan` can print it and tests can check it without privileges.
 
-use crate::elf::{self, ElfError};
-use crate::ldcache::LdCache;
-use crate::outcome::ErrorKind;
-use crate::policy::{normalize, Limits, Policy};
-use crate::rootfs::{self, RootfsError, Tree};
+pub mod ids;
+pub mod ldso;
+pub mod rootfs;
+
+use crate::config::policy::{normalize, Limits, Policy};
+use crate::config::units::Dur;
+use crate::plan::ids::IdMaps;
+use crate::plan::ldso::cache::LdCache;
+use crate::plan::ldso::ElfError;
+use crate::plan::rootfs::{RootfsError, Tree};
+use crate::report::outcome::ErrorKind;
 use crate::seccomp::{self, SeccompError};
-use crate::units::Dur;
-use crate::user::IdMaps;
 use std::ffi::{CString, OsStr, OsString};
 use std::fmt;
 use std::os::unix::ffi::OsStrExt;
@@ -35,7 +39,7 @@ pub struct Plan {
     pub program: PathBuf,
     pub argv: Vec<CString>,
     pub envp: Vec<CString>,
-    pub dependencies: elf::Dependencies,
+    pub dependencies: ldso::Dependencies,
     pub tree: Tree,
     pub ids: IdMaps,
     pub filter: Vec<libc::sock_filter>,
@@ -102,11 +106,11 @@ impl Plan {
     ) -> Result<Plan, PlanError> {
         let name = command.first().ok_or(PlanError::NoProgram)?;
         let program = find_program(name, &policy)?;
-        let dependencies = elf::resolve(&program, &policy.library_path, cache)?;
+        let dependencies = ldso::resolve(&program, &policy.library_path, cache)?;
         let mut files = dependencies.files.clone();
         // The loader inside finds libraries outside its default directories (e.g.
         // /usr/local/lib) only through the cache; it is an index of paths, read-only.
-        let ld_cache = Path::new(crate::ldcache::DEFAULT_PATH);
+        let ld_cache = Path::new(crate::plan::ldso::cache::DEFAULT_PATH);
         if dependencies.interpreter.is_some() && ld_cache.is_file() {
             files.push(ld_cache.to_path_buf());
         }
@@ -117,7 +121,7 @@ impl Plan {
         let profile_args = policy
             .args
             .iter()
-            .filter_map(|t| crate::template::expand(t, &policy.limits))
+            .filter_map(|t| crate::config::args::expand(t, &policy.limits))
             .map(OsString::from);
         let argv = command[..1]
             .iter()
@@ -292,7 +296,7 @@ impl fmt::Display for Plan {
         writeln!(
             f,
             "mounts      tmpfs / (size={},mode=755,nosuid,nodev), read-only at the end",
-            crate::units::Size(self.tree.root_size)
+            crate::config::units::Size(self.tree.root_size)
         )?;
         for step in &self.tree.steps {
             writeln!(f, "  {step}")?;
@@ -325,7 +329,8 @@ impl fmt::Display for Plan {
         writeln!(f, "rlimits     {}", rl.join(" "))?;
         let l = &p.limits;
         let d = |v: Option<std::time::Duration>| v.map_or("none".into(), |d| Dur(d).to_string());
-        let z = |v: Option<u64>| v.map_or("none".into(), |b| crate::units::Size(b).to_string());
+        let z =
+            |v: Option<u64>| v.map_or("none".into(), |b| crate::config::units::Size(b).to_string());
         let n = |v: Option<u64>| v.map_or("none".into(), |b| b.to_string());
         writeln!(
             f,
@@ -360,7 +365,8 @@ impl fmt::Display for Plan {
                 seccomp::Action::Allow => "allow".to_string(),
                 seccomp::Action::Errno(e) => format!(
                     "errno {}",
-                    crate::policy::errno_name(e).map_or_else(|| e.to_string(), str::to_string)
+                    crate::config::policy::errno_name(e)
+                        .map_or_else(|| e.to_string(), str::to_string)
                 ),
             };
             let when: Vec<String> = rule.conditions.iter().map(|c| c.to_string()).collect();

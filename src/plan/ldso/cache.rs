@@ -1,7 +1,7 @@
 //! Reader for glibc's `/etc/ld.so.cache`.
 //!
 //! ld.so consults this cache after DT_RPATH, LD_LIBRARY_PATH and DT_RUNPATH and
-//! before its built-in directories, so [`crate::elf`] needs it to find the same files
+//! before its built-in directories, so [`crate::plan::ldso`] needs it to find the same files
 //! the loader will open. The format is glibc's private one; the layout below follows
 //! `sysdeps/generic/dl-cache.h` (glibc 2.36):
 //!

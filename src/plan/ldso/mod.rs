@@ -48,7 +48,9 @@ use goblin::elf::header::{
 };
 use goblin::elf::program_header::{ProgramHeader, PT_DYNAMIC, PT_INTERP, PT_LOAD};
 
-use crate::ldcache::LdCache;
+pub mod cache;
+
+use cache::LdCache;
 
 /// Kernel limit on nested `#!` interpreters we accept (the kernel allows a few more
 /// rewrites, but a chain this long is a mistake or an attack).

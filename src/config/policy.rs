@@ -2,9 +2,9 @@
 //! Everything a person can get wrong is caught here, with the profile's file, line and
 //! column, before anything is built.
 
-use crate::profile::{self, Profile, ProfileError};
+use crate::config::profile::{self, Profile, ProfileError};
+use crate::config::units;
 use crate::seccomp::{self, Action, Rule};
-use crate::units;
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
@@ -167,7 +167,7 @@ pub fn normalize(path: &Path) -> PathBuf {
 }
 
 /// What to tell a person about a violation: which syscall, and what would allow it.
-pub fn violation_advice(v: &crate::outcome::Violation, policy: &Policy) -> String {
+pub fn violation_advice(v: &crate::report::outcome::Violation, policy: &Policy) -> String {
     // The name a person would pass back to --profile: the last layer, without the
     // built-in: prefix.
     let last = policy
@@ -459,7 +459,7 @@ impl Layered {
             self.allow_exec = p.allow_exec;
         }
         for a in &p.args {
-            crate::template::check(a.get_ref())
+            crate::config::args::check(a.get_ref())
                 .map_err(|e| src.error(a.span(), "process.args", e))?;
             self.args.push(a.get_ref().clone());
         }
@@ -472,7 +472,7 @@ impl Layered {
         self.proc = fs.proc.or(self.proc);
         self.dev = fs.dev.or(self.dev);
         if let Some(t) = &fs.template {
-            let known = crate::rootfs::template_names();
+            let known = crate::plan::rootfs::template_names();
             if !known.contains(&t.get_ref().as_str()) {
                 return Err(src
                     .error(
@@ -1006,7 +1006,7 @@ mod tests {
 
     #[test]
     fn violation_advice_says_what_would_allow_the_call() {
-        let v = |name: &str, args: [u64; 6]| crate::outcome::Violation {
+        let v = |name: &str, args: [u64; 6]| crate::report::outcome::Violation {
             syscall: name.into(),
             nr: seccomp::syscall_nr(name).unwrap() as u64,
             args,

@@ -7,9 +7,9 @@
 //! hostname and loopback, then fork the program's process and stay behind as its init.
 //! The program's process drops every privilege, loads the seccomp filter and execs.
 
-use crate::mnt::MountOps;
+use crate::jail::mnt::MountOps;
+use crate::jail::privs::{self, PrivStep};
 use crate::plan::{Plan, NAMESPACES};
-use crate::privs::{self, PrivStep};
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
@@ -423,7 +423,7 @@ fn child_main(p: &Prepared) -> ! {
     if unsafe { libc::sethostname(p.hostname.as_ptr(), p.hostname.as_bytes().len()) } < 0 {
         fail(p, STAGE_HOSTNAME, 0, errno());
     }
-    if let Err(e) = crate::net::loopback_up() {
+    if let Err(e) = crate::jail::net::loopback_up() {
         fail(p, STAGE_LOOPBACK, 0, e);
     }
     // SAFETY: fork-like clone; the child runs only `sandboxee`.
@@ -461,7 +461,7 @@ fn child_main(p: &Prepared) -> ! {
         }
     }
     let _ = privs::drop_all(p.uid, p.gid, false);
-    crate::init::reap_until(pid as libc::pid_t)
+    crate::jail::init::reap_until(pid as libc::pid_t)
 }
 
 /// The program's process: sheds everything, then execs. Never returns.
@@ -512,7 +512,7 @@ pub fn describe(plan: &Plan, f: &ChildFailure) -> String {
     let what = match f.stage {
         STAGE_SYNC => "waiting for the monitor".to_string(),
         STAGE_IDS => "switching to the inside ids".to_string(),
-        STAGE_MOUNT => crate::mnt::describe_step(&plan.tree, f.index),
+        STAGE_MOUNT => crate::jail::mnt::describe_step(&plan.tree, f.index),
         STAGE_HOSTNAME => "setting the hostname".to_string(),
         STAGE_LOOPBACK => "bringing up the loopback interface".to_string(),
         STAGE_FORK => "starting the program's process".to_string(),

@@ -6,7 +6,7 @@
 //! `/lib64 -> usr/lib64`), so a program finds its loader and libraries by the very paths
 //! its ELF names, and only the real files are bind-mounted.
 
-use crate::policy::{normalize, Policy};
+use crate::config::policy::{normalize, Policy};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::os::unix::fs::FileTypeExt;
@@ -421,7 +421,7 @@ impl fmt::Display for Step {
                 f,
                 "tmpfs    {} (size={},mode={:o},nosuid,nodev{})",
                 dst.display(),
-                crate::units::Size(*size),
+                crate::config::units::Size(*size),
                 mode,
                 if *noexec { ",noexec" } else { "" }
             ),
@@ -440,7 +440,7 @@ impl fmt::Display for Step {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{Bind, Overrides};
+    use crate::config::policy::{Bind, Overrides};
 
     fn policy() -> Policy {
         Policy::load("default", &Overrides::default()).unwrap()

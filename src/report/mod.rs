@@ -1,0 +1,3 @@
+//! The report: one exact verdict per run, the JSON report and what to tell a person.
+
+pub mod outcome;
