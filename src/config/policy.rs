@@ -4,6 +4,7 @@
 
 use crate::config::profile::{self, Profile, ProfileError};
 use crate::config::units;
+use crate::seccomp::names::{errno_value, ERRNOS};
 use crate::seccomp::{self, Action, Rule};
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
@@ -246,54 +247,6 @@ pub fn violation_advice(v: &crate::report::outcome::Violation, policy: &Policy) 
     format!(
         "{what}; add it to [syscalls] allow{group_hint}, or run `moat learn --profile {profile} -- PROGRAM` to write a profile that allows what the program needs"
     )
-}
-
-/// errno names a profile may use.
-const ERRNOS: &[(&str, i32)] = &[
-    ("EPERM", libc::EPERM),
-    ("ENOENT", libc::ENOENT),
-    ("ESRCH", libc::ESRCH),
-    ("EINTR", libc::EINTR),
-    ("EIO", libc::EIO),
-    ("ENXIO", libc::ENXIO),
-    ("E2BIG", libc::E2BIG),
-    ("ENOEXEC", libc::ENOEXEC),
-    ("EBADF", libc::EBADF),
-    ("ECHILD", libc::ECHILD),
-    ("EAGAIN", libc::EAGAIN),
-    ("ENOMEM", libc::ENOMEM),
-    ("EACCES", libc::EACCES),
-    ("EFAULT", libc::EFAULT),
-    ("EBUSY", libc::EBUSY),
-    ("EEXIST", libc::EEXIST),
-    ("EXDEV", libc::EXDEV),
-    ("ENODEV", libc::ENODEV),
-    ("ENOTDIR", libc::ENOTDIR),
-    ("EISDIR", libc::EISDIR),
-    ("EINVAL", libc::EINVAL),
-    ("ENFILE", libc::ENFILE),
-    ("EMFILE", libc::EMFILE),
-    ("ENOTTY", libc::ENOTTY),
-    ("EFBIG", libc::EFBIG),
-    ("ENOSPC", libc::ENOSPC),
-    ("ESPIPE", libc::ESPIPE),
-    ("EROFS", libc::EROFS),
-    ("ENOSYS", libc::ENOSYS),
-    ("ENOTSUP", libc::ENOTSUP),
-    ("EOPNOTSUPP", libc::EOPNOTSUPP),
-    ("EAFNOSUPPORT", libc::EAFNOSUPPORT),
-    ("EPROTONOSUPPORT", libc::EPROTONOSUPPORT),
-    ("ENETUNREACH", libc::ENETUNREACH),
-    ("ECONNREFUSED", libc::ECONNREFUSED),
-    ("ETIMEDOUT", libc::ETIMEDOUT),
-];
-
-pub fn errno_value(name: &str) -> Option<i32> {
-    ERRNOS.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
-}
-
-pub fn errno_name(value: i32) -> Option<&'static str> {
-    ERRNOS.iter().find(|(_, v)| *v == value).map(|(n, _)| *n)
 }
 
 impl Policy {

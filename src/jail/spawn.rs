@@ -114,7 +114,7 @@ impl<'a> Prepared<'a> {
             cwd: CString::new(plan.policy.cwd.as_os_str().as_bytes()).expect("validated cwd"),
             filter: libc::sock_fprog {
                 len: plan.filter.len() as u16,
-                filter: plan.filter.as_ptr() as *mut libc::sock_filter,
+                filter: plan.filter.insns().as_ptr() as *mut libc::sock_filter,
             },
             rlimits: plan
                 .rlimits

@@ -42,7 +42,7 @@ pub struct Plan {
     pub dependencies: ldso::Dependencies,
     pub tree: Tree,
     pub ids: IdMaps,
-    pub filter: Vec<libc::sock_filter>,
+    pub filter: seccomp::Filter,
     /// (resource, soft, hard) set in the sandboxee before exec.
     pub rlimits: Vec<(libc::__rlimit_resource_t, u64, u64)>,
 }
@@ -115,7 +115,15 @@ impl Plan {
             files.push(ld_cache.to_path_buf());
         }
         let tree = rootfs::plan(&policy, &files)?;
-        let filter = seccomp::compile(&policy.rules, policy.allow_exec, policy.learn)?;
+        let filter = seccomp::compile(
+            &policy.rules,
+            if policy.allow_exec {
+                seccomp::Exec::Allowed
+            } else {
+                seccomp::Exec::Initial
+            },
+            policy.learn,
+        )?;
         // argv[0], then the profile's arguments (those whose limits are set), then
         // the caller's.
         let profile_args = policy
@@ -365,7 +373,7 @@ impl fmt::Display for Plan {
                 seccomp::Action::Allow => "allow".to_string(),
                 seccomp::Action::Errno(e) => format!(
                     "errno {}",
-                    crate::config::policy::errno_name(e)
+                    crate::seccomp::names::errno_name(e)
                         .map_or_else(|| e.to_string(), str::to_string)
                 ),
             };
