@@ -52,9 +52,7 @@ pub fn missing_files(plan: &Plan, learned: &Learned) -> Vec<PathBuf> {
 
 /// Whether the `base` rootfs template provides this path.
 fn from_template(path: &Path) -> bool {
-    crate::plan::rootfs::TEMPLATES
-        .iter()
-        .any(|(t, p, _)| *t == "base" && Path::new("/").join(p) == path)
+    crate::config::templates::files("base").any(|(p, _)| Path::new("/").join(p) == path)
 }
 
 fn quoted(s: &str) -> String {

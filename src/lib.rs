@@ -31,7 +31,8 @@ pub mod report;
 pub mod seccomp;
 pub mod watch;
 
-pub use config::policy::{Limits, Overrides, Policy, PolicyError};
+pub use config::limits::Limits;
+pub use config::policy::{Overrides, Policy, PolicyError};
 pub use jail::spawn::SpawnError;
 pub use plan::{Plan, PlanError};
 pub use report::outcome::{Outcome, Status};

@@ -146,7 +146,7 @@ fn overrides(a: &RunArgs) -> Result<Overrides, moat::Error> {
         cwd: a.cwd.clone(),
         env,
         learn: false,
-        limits: moat::config::policy::Limits {
+        limits: moat::Limits {
             cpu_time: a.cpu_time,
             wall_time: a.wall_time,
             memory: a.memory,
@@ -221,7 +221,7 @@ fn run_as(a: &RunArgs, learn: bool) -> Result<(Plan, moat::Outcome), u8> {
     if let Some(v) = &outcome.violation {
         eprintln!(
             "moat: violation: {}",
-            moat::config::policy::violation_advice(v, &plan.policy)
+            moat::report::advice::violation_advice(v, &plan.policy)
         );
     }
     write_report(a, &outcome);
@@ -298,7 +298,7 @@ fn main() -> ExitCode {
             use std::io::Write;
             let _ = std::io::stdout()
                 .lock()
-                .write_all(moat::config::profile::listing().as_bytes());
+                .write_all(moat::config::layers::listing().as_bytes());
             0
         }
         Command::Check { json } => {

@@ -3,36 +3,42 @@
 //! `{NAME}` or `{NAME*N/D}`; an argument whose limit is not set is left out, so a
 //! profile can carry the flag without forcing a limit.
 
-use crate::config::policy::Limits;
+use super::limits::{Limits, Unit, TABLE};
 
-/// The values a placeholder may name.
-pub const NAMES: &[&str] = &[
-    "memory_bytes",
-    "memory_kib",
-    "memory_mib",
-    "cpu_time_s",
-    "cpu_time_ms",
-    "wall_time_s",
-    "wall_time_ms",
-    "processes",
-    "stack_mib",
-    "open_files",
-];
+/// The suffixes a placeholder may put after a limit's key, by unit, with the divisor
+/// that turns the raw value (microseconds, bytes, a count) into the one named.
+fn forms(unit: Unit) -> &'static [(&'static str, u64)] {
+    match unit {
+        Unit::Duration => &[("_s", 1_000_000), ("_ms", 1_000)],
+        Unit::Size => &[("_bytes", 1), ("_kib", 1 << 10), ("_mib", 1 << 20)],
+        Unit::Count => &[("", 1)],
+    }
+}
+
+/// Every name a placeholder may use, drawn from the limits table: `memory_mib`,
+/// `cpu_time_s`, `processes`, …
+pub fn names() -> Vec<String> {
+    TABLE
+        .iter()
+        .flat_map(|s| {
+            forms(s.unit)
+                .iter()
+                .map(move |(f, _)| format!("{}{f}", s.key))
+        })
+        .collect()
+}
 
 fn value(name: &str, l: &Limits) -> Option<u64> {
-    match name {
-        "memory_bytes" => l.memory,
-        "memory_kib" => l.memory.map(|m| m >> 10),
-        "memory_mib" => l.memory.map(|m| m >> 20),
-        "cpu_time_s" => l.cpu_time.map(|d| d.as_secs().max(1)),
-        "cpu_time_ms" => l.cpu_time.map(|d| d.as_millis() as u64),
-        "wall_time_s" => l.wall_time.map(|d| d.as_secs().max(1)),
-        "wall_time_ms" => l.wall_time.map(|d| d.as_millis() as u64),
-        "processes" => l.processes,
-        "stack_mib" => l.stack.map(|s| s >> 20),
-        "open_files" => l.open_files,
-        _ => None,
-    }
+    TABLE.iter().find_map(|spec| {
+        let rest = name.strip_prefix(spec.key)?;
+        let (_, div) = forms(spec.unit).iter().find(|(f, _)| *f == rest)?;
+        let raw = l.get(spec.limit)?;
+        // Whole seconds round down, but never to 0: a 500 ms limit is not "no time".
+        Some(match spec.unit {
+            Unit::Duration if *div == 1_000_000 => (raw / div).max(1),
+            _ => raw / div,
+        })
+    })
 }
 
 enum Piece<'a> {
@@ -54,10 +60,11 @@ fn pieces(template: &str) -> Result<Vec<Piece<'_>>, String> {
             Some((n, s)) => (n.trim(), Some(s.trim())),
             None => (inner.trim(), None),
         };
-        if !NAMES.contains(&name) {
+        let known = names();
+        if !known.iter().any(|n| n == name) {
             return Err(format!(
                 "`{{{inner}}}`: unknown value `{name}`; use one of {}",
-                NAMES.join(", ")
+                known.join(", ")
             ));
         }
         let (mul, div) = match scale {

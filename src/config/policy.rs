@@ -2,13 +2,12 @@
 //! Everything a person can get wrong is caught here, with the profile's file, line and
 //! column, before anything is built.
 
-use crate::config::profile::{self, Profile, ProfileError};
-use crate::config::units;
-use crate::seccomp::names::{errno_value, ERRNOS};
-use crate::seccomp::{self, Action, Rule};
+use super::limits::{self, Limits};
+use super::profile::{Profile, ProfileError, Source};
+use super::{syscalls, templates, units};
+use crate::seccomp::Rule;
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
-use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bind {
@@ -25,37 +24,6 @@ pub struct Bind {
 pub struct Tmpfs {
     pub path: PathBuf,
     pub size: u64,
-}
-
-/// Limits on the run; None means not limited by moat.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Limits {
-    pub cpu_time: Option<Duration>,
-    pub wall_time: Option<Duration>,
-    pub memory: Option<u64>,
-    pub processes: Option<u64>,
-    pub output: Option<u64>,
-    pub file_size: Option<u64>,
-    pub stack: Option<u64>,
-    pub open_files: Option<u64>,
-    pub address_space: Option<u64>,
-}
-
-impl Limits {
-    /// Each limit set here, else the one in `base`.
-    pub fn over(&self, base: &Limits) -> Limits {
-        Limits {
-            cpu_time: self.cpu_time.or(base.cpu_time),
-            wall_time: self.wall_time.or(base.wall_time),
-            memory: self.memory.or(base.memory),
-            processes: self.processes.or(base.processes),
-            output: self.output.or(base.output),
-            file_size: self.file_size.or(base.file_size),
-            stack: self.stack.or(base.stack),
-            open_files: self.open_files.or(base.open_files),
-            address_space: self.address_space.or(base.address_space),
-        }
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -165,88 +133,6 @@ pub fn normalize(path: &Path) -> PathBuf {
         }
     }
     out
-}
-
-/// What to tell a person about a violation: which syscall, and what would allow it.
-pub fn violation_advice(v: &crate::report::outcome::Violation, policy: &Policy) -> String {
-    // The name a person would pass back to --profile: the last layer, without the
-    // built-in: prefix.
-    let last = policy
-        .profile
-        .rsplit(" <- ")
-        .next()
-        .unwrap_or(&policy.profile);
-    let profile = last.strip_prefix("built-in:").unwrap_or(last);
-    let what = format!(
-        "{} (nr {}, arch {}) is not allowed by profile {profile}",
-        v.syscall, v.nr, v.arch
-    );
-    if v.arch != "x86_64" {
-        return format!("{what}; calls of a foreign architecture are never allowed");
-    }
-    if seccomp::CORE_DENIED.contains(&v.syscall.as_str()) {
-        return format!("{what}; it is in moat's always-denied core, which no profile can allow");
-    }
-    if v.syscall == "execve" || v.syscall == "execveat" {
-        return format!(
-            "{what}; set `allow_exec = true` under [process] to let the program start others"
-        );
-    }
-    let rules: Vec<&Rule> = policy
-        .rules
-        .iter()
-        .filter(|r| r.name == v.syscall)
-        .collect();
-    let args = v
-        .args
-        .iter()
-        .map(|a| format!("{a:#x}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    if rules.iter().any(|r| r.conditions.is_empty()) {
-        // Allowed outright, so moat's core refused this use of it.
-        let why = seccomp::CORE_CONDITIONAL
-            .iter()
-            .find(|(n, _)| *n == v.syscall)
-            .map_or("with these arguments", |(_, why)| why);
-        return format!(
-            "{} (nr {}, arch {}) with arguments [{args}] is refused by moat's core, which allows it {why}, whatever a profile says",
-            v.syscall, v.nr, v.arch
-        );
-    }
-    if !rules.is_empty() {
-        let when: Vec<String> = rules
-            .iter()
-            .map(|r| {
-                r.conditions
-                    .iter()
-                    .map(|c| c.to_string())
-                    .collect::<Vec<_>>()
-                    .join(" && ")
-            })
-            .collect();
-        return format!(
-            "{} (nr {}, arch {}) is allowed by profile {profile} only when {} ({}); this call had arguments [{args}]",
-            v.syscall,
-            v.nr,
-            v.arch,
-            when.join(" or "),
-            rules[0].origin
-        );
-    }
-    let groups: Vec<String> = profile::groups()
-        .into_iter()
-        .filter(|(_, g)| g.syscalls.contains(&v.syscall))
-        .map(|(n, _)| format!("`{n}`"))
-        .collect();
-    let group_hint = if groups.is_empty() {
-        String::new()
-    } else {
-        format!(" (or the group {} under groups)", groups.join(" or "))
-    };
-    format!(
-        "{what}; add it to [syscalls] allow{group_hint}, or run `moat learn --profile {profile} -- PROGRAM` to write a profile that allows what the program needs"
-    )
 }
 
 impl Policy {
@@ -412,8 +298,7 @@ impl Layered {
             self.allow_exec = p.allow_exec;
         }
         for a in &p.args {
-            crate::config::args::check(a.get_ref())
-                .map_err(|e| src.error(a.span(), "process.args", e))?;
+            super::args::check(a.get_ref()).map_err(|e| src.error(a.span(), "process.args", e))?;
             self.args.push(a.get_ref().clone());
         }
         for d in &p.library_path {
@@ -425,7 +310,7 @@ impl Layered {
         self.proc = fs.proc.or(self.proc);
         self.dev = fs.dev.or(self.dev);
         if let Some(t) = &fs.template {
-            let known = crate::plan::rootfs::template_names();
+            let known = templates::names();
             if !known.contains(&t.get_ref().as_str()) {
                 return Err(src
                     .error(
@@ -481,55 +366,13 @@ impl Layered {
                 .map_err(|e| src.error(t.size.span(), "filesystem.tmpfs.size", e.to_string()))?;
             self.tmpfs.push(Tmpfs { path, size });
         }
-        self.limits = profile_limits(profile)?.over(&self.limits);
-        apply_syscalls(profile, &mut self.rules, composed)
+        self.limits = limits::from_profile(profile)?.over(&self.limits);
+        Ok(syscalls::apply(profile, &mut self.rules, composed)?)
     }
 }
 
-fn profile_limits(profile: &Profile) -> Result<Limits, PolicyError> {
-    let src = &profile.source;
-    let l = &profile.limits;
-    let duration =
-        |v: &Option<toml::Spanned<String>>, key: &str| -> Result<Option<Duration>, PolicyError> {
-            v.as_ref()
-                .map(|v| {
-                    units::parse_duration(v.get_ref())
-                        .map_err(|e| src.error(v.span(), key, e.to_string()).into())
-                })
-                .transpose()
-        };
-    let size = |v: &Option<toml::Spanned<String>>, key: &str| -> Result<Option<u64>, PolicyError> {
-        v.as_ref()
-            .map(|v| {
-                units::parse_size(v.get_ref())
-                    .map_err(|e| src.error(v.span(), key, e.to_string()).into())
-            })
-            .transpose()
-    };
-    let count = |v: &Option<toml::Spanned<u64>>, key: &str| -> Result<Option<u64>, PolicyError> {
-        match v {
-            Some(n) if *n.get_ref() == 0 => {
-                Err(src.error(n.span(), key, "must be at least 1").into())
-            }
-            Some(n) => Ok(Some(*n.get_ref())),
-            None => Ok(None),
-        }
-    };
-    Ok(Limits {
-        cpu_time: duration(&l.cpu_time, "limits.cpu_time")?,
-        wall_time: duration(&l.wall_time, "limits.wall_time")?,
-        memory: size(&l.memory, "limits.memory")?,
-        processes: count(&l.processes, "limits.processes")?,
-        output: size(&l.output, "limits.output")?,
-        file_size: size(&l.file_size, "limits.file_size")?,
-        stack: size(&l.stack, "limits.stack")?,
-        open_files: count(&l.open_files, "limits.open_files")?,
-        address_space: size(&l.address_space, "limits.address_space")?,
-    })
-}
-
 fn absolute(
-    src: &profile::Source,
+    src: &Source,
     value: &toml::Spanned<String>,
     key: &str,
 ) -> Result<PathBuf, PolicyError> {
@@ -546,233 +389,11 @@ fn absolute(
     Ok(normalize(path))
 }
 
-/// Applies one layer's syscall rules: `remove`, then groups (which do not override
-/// what an earlier layer decided), allows, errno rules and conditional rules (which
-/// do). One entry per syscall; several only for conditional alternatives. Refuses what
-/// the core forbids and names that are not syscalls.
-fn apply_syscalls(
-    profile: &Profile,
-    rules: &mut BTreeMap<String, Vec<Rule>>,
-    composed: bool,
-) -> Result<(), PolicyError> {
-    let src = &profile.source;
-    let sc = &profile.syscalls;
-    let groups = profile::groups();
-    // In a composed profile, `moat plan` says which file each rule came from.
-    let from = |what: String| {
-        if composed {
-            format!("{what} in {}", src.origin)
-        } else {
-            what
-        }
-    };
-    for r in &sc.remove {
-        if seccomp::syscall_nr(r.get_ref()).is_none() {
-            return Err(src
-                .error(
-                    r.span(),
-                    "syscalls.remove",
-                    format!("`{}` is not a syscall on x86_64", r.get_ref()),
-                )
-                .into());
-        }
-        rules.remove(r.get_ref());
-    }
-
-    let check_allowable = |name: &str,
-                           span: std::ops::Range<usize>,
-                           key: &str|
-     -> Result<i32, PolicyError> {
-        let nr = seccomp::syscall_nr(name).ok_or_else(|| {
-            src.error(
-                span.clone(),
-                key,
-                format!("`{name}` is not a syscall on x86_64"),
-            )
-        })?;
-        if seccomp::CORE_DENIED.contains(&name) {
-            return Err(src
-                .error(
-                    span,
-                    key,
-                    format!(
-                        "`{name}` is in moat's always-denied core and cannot be allowed; \
-                         you may make it fail with an errno under [syscalls.errno]"
-                    ),
-                )
-                .into());
-        }
-        if name == "execve" || name == "execveat" {
-            return Err(src
-                .error(
-                    span,
-                    key,
-                    format!("`{name}` is not listed as a syscall: set `allow_exec = true` under [process] to let the program start others"),
-                )
-                .into());
-        }
-        Ok(nr)
-    };
-
-    let errno_of = |errno: &toml::Spanned<String>, key: &str| -> Result<i32, PolicyError> {
-        errno_value(errno.get_ref()).ok_or_else(|| {
-            src.error(
-                errno.span(),
-                key,
-                format!(
-                    "unknown errno `{}`; use one of {}",
-                    errno.get_ref(),
-                    ERRNOS
-                        .iter()
-                        .map(|(n, _)| *n)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            )
-            .into()
-        })
-    };
-
-    for g in &sc.groups {
-        let group = groups.get(g.get_ref()).ok_or_else(|| {
-            src.error(
-                g.span(),
-                "syscalls.groups",
-                format!(
-                    "unknown group `{}`; known groups: {}",
-                    g.get_ref(),
-                    groups.keys().cloned().collect::<Vec<_>>().join(", ")
-                ),
-            )
-        })?;
-        for name in &group.syscalls {
-            let nr = check_allowable(name, g.span(), "syscalls.groups")?;
-            rules.entry(name.clone()).or_insert_with(|| {
-                vec![Rule {
-                    name: name.clone(),
-                    nr,
-                    action: Action::Allow,
-                    conditions: Vec::new(),
-                    origin: from(format!("group {}", g.get_ref())),
-                }]
-            });
-        }
-    }
-    for a in &sc.allow {
-        let nr = check_allowable(a.get_ref(), a.span(), "syscalls.allow")?;
-        rules.insert(
-            a.get_ref().clone(),
-            vec![Rule {
-                name: a.get_ref().clone(),
-                nr,
-                action: Action::Allow,
-                conditions: Vec::new(),
-                origin: from("allow".into()),
-            }],
-        );
-    }
-    for (name, errno) in &sc.errno {
-        let key = format!("syscalls.errno.{}", name.get_ref());
-        let nr = seccomp::syscall_nr(name.get_ref()).ok_or_else(|| {
-            src.error(
-                name.span(),
-                &key,
-                format!("`{}` is not a syscall on x86_64", name.get_ref()),
-            )
-        })?;
-        if sc.allow.iter().any(|a| a.get_ref() == name.get_ref()) {
-            return Err(src
-                .error(
-                    name.span(),
-                    &key,
-                    "listed both under allow and errno; keep one",
-                )
-                .into());
-        }
-        let value = errno_of(errno, &key)?;
-        // A more specific errno rule overrides a group's allow.
-        rules.insert(
-            name.get_ref().clone(),
-            vec![Rule {
-                name: name.get_ref().clone(),
-                nr,
-                action: Action::Errno(value),
-                conditions: Vec::new(),
-                origin: from("errno".into()),
-            }],
-        );
-    }
-    // Conditional rules replace what a group said about their syscall; several for one
-    // syscall are alternatives.
-    let mut conditional = std::collections::BTreeSet::new();
-    for entry in &sc.rule {
-        let name = entry.name.get_ref();
-        let key = "syscalls.rule";
-        let nr = match &entry.errno {
-            Some(_) => seccomp::syscall_nr(name).ok_or_else(|| {
-                src.error(
-                    entry.name.span(),
-                    key,
-                    format!("`{name}` is not a syscall on x86_64"),
-                )
-            })?,
-            None => check_allowable(name, entry.name.span(), key)?,
-        };
-        if sc.allow.iter().any(|a| a.get_ref() == name)
-            || sc.errno.keys().any(|e| e.get_ref() == name)
-        {
-            return Err(src
-                .error(
-                    entry.name.span(),
-                    key,
-                    format!(
-                        "`{name}` also has an unconditional rule under allow or errno; keep one"
-                    ),
-                )
-                .into());
-        }
-        let mut conditions = Vec::new();
-        for w in &entry.when {
-            let c = seccomp::Condition::parse(w.get_ref())
-                .map_err(|e| src.error(w.span(), "syscalls.rule.when", e))?;
-            if conditions
-                .iter()
-                .any(|o: &seccomp::Condition| o.arg == c.arg)
-            {
-                return Err(src
-                    .error(
-                        w.span(),
-                        "syscalls.rule.when",
-                        format!(
-                            "arg{} is compared twice; use one condition per argument (or a mask)",
-                            c.arg
-                        ),
-                    )
-                    .into());
-            }
-            conditions.push(c);
-        }
-        let action = match &entry.errno {
-            Some(e) => Action::Errno(errno_of(e, "syscalls.rule.errno")?),
-            None => Action::Allow,
-        };
-        if conditional.insert(name.clone()) {
-            rules.remove(name);
-        }
-        rules.entry(name.clone()).or_default().push(Rule {
-            name: name.clone(),
-            nr,
-            action,
-            conditions,
-            origin: from("rule".into()),
-        });
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::seccomp::Action;
+    use std::time::Duration;
 
     fn parse(text: &str) -> Result<Policy, PolicyError> {
         Policy::resolve(
@@ -955,33 +576,6 @@ mod tests {
             .to_string();
         assert!(err.contains("base.toml:2:10: limits.memory"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn violation_advice_says_what_would_allow_the_call() {
-        let v = |name: &str, args: [u64; 6]| crate::report::outcome::Violation {
-            syscall: name.into(),
-            nr: seccomp::syscall_nr(name).unwrap() as u64,
-            args,
-            arch: "x86_64".into(),
-            pid: 1,
-        };
-        let p = Policy::load("default", &Overrides::default()).unwrap();
-        let a = violation_advice(&v("socket", [2, 1, 0, 0, 0, 0]), &p);
-        assert!(a.contains("socket (nr 41, arch x86_64) is not allowed by profile default; add it to [syscalls] allow"), "{a}");
-        assert!(a.contains("moat learn --profile default"), "{a}");
-        let a = violation_advice(&v("pipe2", [0; 6]), &p);
-        assert!(a.contains("(or the group `pipes` under groups)"), "{a}");
-        let a = violation_advice(&v("ptrace", [0; 6]), &p);
-        assert!(a.contains("always-denied core"), "{a}");
-        let a = violation_advice(&v("ioctl", [0, 0x5412, 0, 0, 0, 0]), &p);
-        assert!(
-            a.contains("refused by moat's core, which allows it never TIOCSTI or TIOCLINUX"),
-            "{a}"
-        );
-        let p = parse("[[syscalls.rule]]\nname = \"write\"\nwhen = [\"arg0 >= 1\"]\n").unwrap();
-        let a = violation_advice(&v("write", [0; 6]), &p);
-        assert!(a.contains("is allowed by profile t.toml only when arg0 >= 0x1 (rule); this call had arguments [0x0,"), "{a}");
     }
 
     #[test]

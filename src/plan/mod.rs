@@ -7,12 +7,12 @@ pub mod ids;
 pub mod ldso;
 pub mod rootfs;
 
-use crate::config::policy::{normalize, Limits, Policy};
-use crate::config::units::Dur;
+use crate::config::policy::{normalize, Policy};
+use crate::config::templates;
 use crate::plan::ids::IdMaps;
 use crate::plan::ldso::cache::LdCache;
 use crate::plan::ldso::ElfError;
-use crate::plan::rootfs::{RootfsError, Tree};
+use crate::plan::rootfs::{RootfsError, Tree, Wants};
 use crate::report::outcome::ErrorKind;
 use crate::seccomp::{self, SeccompError};
 use std::ffi::{CString, OsStr, OsString};
@@ -114,7 +114,27 @@ impl Plan {
         if dependencies.interpreter.is_some() && ld_cache.is_file() {
             files.push(ld_cache.to_path_buf());
         }
-        let tree = rootfs::plan(&policy, &files)?;
+        // The template's files, with the jail's own ids and hostname filled in.
+        let template_files: Vec<(PathBuf, Vec<u8>)> = policy
+            .template
+            .iter()
+            .flat_map(|t| templates::files(t))
+            .map(|(path, contents)| {
+                (
+                    Path::new("/").join(path),
+                    templates::fill(contents, policy.uid, policy.gid, &policy.hostname),
+                )
+            })
+            .collect();
+        let tree = rootfs::plan(&Wants {
+            binds: &policy.binds,
+            tmpfs: &policy.tmpfs,
+            program_files: &files,
+            files: &template_files,
+            proc: policy.proc,
+            dev: policy.dev,
+            cwd: &policy.cwd,
+        })?;
         let filter = seccomp::compile(
             &policy.rules,
             if policy.allow_exec {
@@ -152,7 +172,7 @@ impl Plan {
             .map(|(k, v)| cstring(format!("{k}={v}").as_bytes()))
             .collect::<Result<Vec<_>, _>>()?;
         let ids = IdMaps::for_current_caller(policy.uid, policy.gid);
-        let rlimits = rlimits(&policy.limits);
+        let rlimits = policy.limits.rlimits();
         Ok(Plan {
             policy,
             program,
@@ -170,32 +190,6 @@ impl Plan {
         CString::new(self.program.as_os_str().as_bytes())
             .expect("paths from the file system have no NUL")
     }
-}
-
-/// The resource limits set in the program's process before exec. Soft and hard are
-/// equal, so raising them back (setrlimit) is impossible without privileges.
-pub fn rlimits(l: &Limits) -> Vec<(libc::__rlimit_resource_t, u64, u64)> {
-    // No core files: they would be written into the jail's working directory (or
-    // fail), and a dump of a killed sandboxee is of no use to the caller.
-    let mut out = vec![(libc::RLIMIT_CORE, 0, 0)];
-    let mut both = |r, v: Option<u64>| {
-        if let Some(v) = v {
-            out.push((r, v, v));
-        }
-    };
-    both(libc::RLIMIT_NOFILE, l.open_files);
-    both(libc::RLIMIT_FSIZE, l.file_size);
-    both(libc::RLIMIT_STACK, l.stack);
-    both(libc::RLIMIT_AS, l.address_space);
-    // Counted per user namespace (Linux >= 5.14), i.e. per jail; init is one of them.
-    both(libc::RLIMIT_NPROC, l.processes.map(|p| p + 1));
-    if let Some(cpu) = l.cpu_time {
-        // A backstop only: the monitor ends the run at the limit for the whole tree;
-        // this catches a single process if the monitor were ever late.
-        let soft = cpu.as_secs() + 2;
-        out.push((libc::RLIMIT_CPU, soft, soft + 1));
-    }
-    out
 }
 
 /// Finds the program as a shell would: a name with a `/` is a path (relative to the
@@ -335,24 +329,18 @@ impl fmt::Display for Plan {
             })
             .collect();
         writeln!(f, "rlimits     {}", rl.join(" "))?;
-        let l = &p.limits;
-        let d = |v: Option<std::time::Duration>| v.map_or("none".into(), |d| Dur(d).to_string());
-        let z =
-            |v: Option<u64>| v.map_or("none".into(), |b| crate::config::units::Size(b).to_string());
-        let n = |v: Option<u64>| v.map_or("none".into(), |b| b.to_string());
-        writeln!(
-            f,
-            "limits      cpu_time={} wall_time={} memory={} processes={} output={} file_size={} stack={} open_files={} address_space={}",
-            d(l.cpu_time),
-            d(l.wall_time),
-            z(l.memory),
-            n(l.processes),
-            z(l.output),
-            z(l.file_size),
-            z(l.stack),
-            n(l.open_files),
-            z(l.address_space)
-        )?;
+        let limits: Vec<String> = crate::config::limits::TABLE
+            .iter()
+            .map(|spec| {
+                let v = p.limits.get(spec.limit);
+                format!(
+                    "{}={}",
+                    spec.key,
+                    v.map_or("none".into(), |v| spec.format(v))
+                )
+            })
+            .collect();
+        writeln!(f, "limits      {}", limits.join(" "))?;
         writeln!(
             f,
             "seccomp     default: violation (trace); {} rules; {} BPF instructions",

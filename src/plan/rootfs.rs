@@ -6,7 +6,7 @@
 //! `/lib64 -> usr/lib64`), so a program finds its loader and libraries by the very paths
 //! its ELF names, and only the real files are bind-mounted.
 
-use crate::config::policy::{normalize, Policy};
+use crate::config::policy::{normalize, Bind, Tmpfs};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::os::unix::fs::FileTypeExt;
@@ -18,29 +18,6 @@ pub const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom"];
 /// Size of the root tmpfs: it only holds directories, symlinks and mount points.
 const ROOT_SIZE: u64 = 1 << 20;
 const DEV_SIZE: u64 = 64 << 10;
-
-/// The rootfs templates built into the binary: (template, path inside, contents).
-pub const TEMPLATES: &[(&str, &str, &[u8])] =
-    include!(concat!(env!("OUT_DIR"), "/rootfs_templates.rs"));
-
-pub fn template_names() -> Vec<&'static str> {
-    let mut names: Vec<&str> = TEMPLATES.iter().map(|(t, _, _)| *t).collect();
-    names.dedup();
-    names
-}
-
-/// A template file's contents with the jail's values filled in (text files only:
-/// binary ones such as etc/localtime are copied as they are).
-fn fill(contents: &[u8], policy: &Policy) -> Vec<u8> {
-    match std::str::from_utf8(contents) {
-        Ok(text) => text
-            .replace("{{uid}}", &policy.uid.to_string())
-            .replace("{{gid}}", &policy.gid.to_string())
-            .replace("{{hostname}}", &policy.hostname)
-            .into_bytes(),
-        Err(_) => contents.to_vec(),
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
@@ -219,36 +196,46 @@ impl Builder {
     }
 }
 
-/// Plans the tree for `policy` and the files the program needs (`program_files`: the
-/// program, its interpreter and libraries, as `elf::resolve` found them).
-pub fn plan(policy: &Policy, program_files: &[PathBuf]) -> Result<Tree, RootfsError> {
+/// What the jail's tree must hold, as the policy and the program's ELF say.
+#[derive(Debug, Clone, Copy)]
+pub struct Wants<'a> {
+    pub binds: &'a [Bind],
+    pub tmpfs: &'a [Tmpfs],
+    /// The program, its interpreter and libraries, as `ldso::resolve` found them.
+    pub program_files: &'a [PathBuf],
+    /// Small files written into the root (a rootfs template's, filled in).
+    pub files: &'a [(PathBuf, Vec<u8>)],
+    pub proc: bool,
+    pub dev: bool,
+    pub cwd: &'a Path,
+}
+
+/// Plans the tree that holds what `wants` names.
+pub fn plan(wants: &Wants) -> Result<Tree, RootfsError> {
     let mut b = Builder {
         nodes: BTreeMap::new(),
     };
-    for bind in &policy.binds {
+    for bind in wants.binds {
         if bind.optional && !bind.src.exists() {
             continue;
         }
         b.bind(&bind.src, &bind.dst, bind.rw, false)?;
     }
-    for t in &policy.tmpfs {
+    for t in wants.tmpfs {
         b.parents(&t.path)?;
         b.add(t.path.clone(), Node::Tmpfs { size: t.size })?;
     }
-    for file in program_files {
+    for file in wants.program_files {
         b.bind(file, file, false, false)?;
     }
-    if policy.proc {
+    if wants.proc {
         b.add(PathBuf::from("/proc"), Node::Proc)?;
     }
-    if let Some(template) = &policy.template {
-        for (_, path, contents) in TEMPLATES.iter().filter(|(t, _, _)| t == template) {
-            let path = Path::new("/").join(path);
-            b.parents(&path)?;
-            b.add(path, Node::File(fill(contents, policy)))?;
-        }
+    for (path, contents) in wants.files {
+        b.parents(path)?;
+        b.add(path.clone(), Node::File(contents.clone()))?;
     }
-    if policy.dev {
+    if wants.dev {
         b.add(PathBuf::from("/dev"), Node::Tmpfs { size: DEV_SIZE })?;
         for d in DEVICES {
             let path = Path::new("/dev").join(d);
@@ -265,7 +252,7 @@ pub fn plan(policy: &Policy, program_files: &[PathBuf]) -> Result<Tree, RootfsEr
                 )?;
             }
         }
-        if policy.proc {
+        if wants.proc {
             for (name, target) in [
                 ("fd", "/proc/self/fd"),
                 ("stdin", "/proc/self/fd/0"),
@@ -276,10 +263,10 @@ pub fn plan(policy: &Policy, program_files: &[PathBuf]) -> Result<Tree, RootfsEr
             }
         }
     }
-    if !policy.cwd.as_os_str().is_empty() && policy.cwd != Path::new("/") {
+    if !wants.cwd.as_os_str().is_empty() && wants.cwd != Path::new("/") {
         // The working directory exists even when nothing is mounted there.
-        b.parents(&policy.cwd)?;
-        b.add(policy.cwd.clone(), Node::Dir)?;
+        b.parents(wants.cwd)?;
+        b.add(wants.cwd.to_path_buf(), Node::Dir)?;
     }
     Ok(Tree {
         root_size: ROOT_SIZE,
@@ -440,17 +427,25 @@ impl fmt::Display for Step {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::policy::{Bind, Overrides};
 
-    fn policy() -> Policy {
-        Policy::load("default", &Overrides::default()).unwrap()
+    /// What the default profile asks for: /dev, nothing else.
+    fn wants<'a>(program_files: &'a [PathBuf]) -> Wants<'a> {
+        Wants {
+            binds: &[],
+            tmpfs: &[],
+            program_files,
+            files: &[],
+            proc: false,
+            dev: true,
+            cwd: Path::new("/"),
+        }
     }
 
     #[test]
     fn loader_symlinks_are_recreated() {
         // On merged-/usr Debian the loader path crosses two symlinks.
         let ld = PathBuf::from("/lib64/ld-linux-x86-64.so.2");
-        let tree = plan(&policy(), std::slice::from_ref(&ld)).unwrap();
+        let tree = plan(&wants(std::slice::from_ref(&ld))).unwrap();
         let real = std::fs::canonicalize(&ld).unwrap();
         assert!(tree
             .steps
@@ -480,14 +475,18 @@ mod tests {
 
     #[test]
     fn files_under_a_bound_directory_are_not_bound_again() {
-        let mut p = policy();
-        p.binds.push(Bind {
+        let binds = [Bind {
             src: "/usr".into(),
             dst: "/usr".into(),
             rw: false,
             optional: false,
-        });
-        let tree = plan(&p, &[PathBuf::from("/usr/bin/env")]).unwrap();
+        }];
+        let files = [PathBuf::from("/usr/bin/env")];
+        let tree = plan(&Wants {
+            binds: &binds,
+            ..wants(&files)
+        })
+        .unwrap();
         let binds: Vec<_> = tree
             .steps
             .iter()
@@ -503,9 +502,11 @@ mod tests {
 
     #[test]
     fn dev_and_proc() {
-        let mut p = policy();
-        p.proc = true;
-        let tree = plan(&p, &[]).unwrap();
+        let tree = plan(&Wants {
+            proc: true,
+            ..wants(&[])
+        })
+        .unwrap();
         let text: Vec<String> = tree.steps.iter().map(|s| s.to_string()).collect();
         assert!(
             text.iter().any(|t| t.starts_with("proc     /proc")),
@@ -524,52 +525,39 @@ mod tests {
     }
 
     #[test]
-    fn template_files_are_filled_in() {
-        let mut p = policy();
-        p.template = Some("base".into());
-        p.uid = 1234;
-        p.hostname = "judge".into();
-        let tree = plan(&p, &[]).unwrap();
-        let file = |want: &str| {
-            tree.steps.iter().find_map(|s| match s {
-                Step::File { path, contents } if path == Path::new(want) => {
-                    Some(String::from_utf8_lossy(contents).into_owned())
-                }
-                _ => None,
-            })
-        };
-        assert!(file("/etc/passwd")
-            .unwrap()
-            .contains("sandbox:x:1234:1000:"));
-        assert!(file("/etc/hosts").unwrap().contains("127.0.1.1\tjudge"));
-        assert!(file("/README.md").is_none());
-        let localtime = tree.steps.iter().find_map(|s| match s {
-            Step::File { path, contents } if path == Path::new("/etc/localtime") => {
-                Some(contents.clone())
-            }
-            _ => None,
-        });
-        assert!(
-            localtime.unwrap().starts_with(b"TZif"),
-            "binary files are copied as they are"
-        );
+    fn files_are_written_after_their_parents() {
+        let files = [
+            (PathBuf::from("/etc/passwd"), b"x:1:1\n".to_vec()),
+            (PathBuf::from("/etc/a/b"), Vec::new()),
+        ];
+        let tree = plan(&Wants {
+            files: &files,
+            ..wants(&[])
+        })
+        .unwrap();
         let pos = |f: &dyn Fn(&Step) -> bool| tree.steps.iter().position(f).unwrap();
         let etc = pos(&|s| matches!(s, Step::Mkdir { path } if path == Path::new("/etc")));
-        let passwd =
-            pos(&|s| matches!(s, Step::File { path, .. } if path == Path::new("/etc/passwd")));
-        assert!(etc < passwd);
+        let etc_a = pos(&|s| matches!(s, Step::Mkdir { path } if path == Path::new("/etc/a")));
+        let passwd = pos(
+            &|s| matches!(s, Step::File { path, contents } if path == Path::new("/etc/passwd") && contents == b"x:1:1\n"),
+        );
+        let b = pos(&|s| matches!(s, Step::File { path, .. } if path == Path::new("/etc/a/b")));
+        assert!(etc < passwd && etc < etc_a && etc_a < b);
     }
 
     #[test]
     fn relocated_bind_creates_parents() {
-        let mut p = policy();
-        p.binds.push(Bind {
+        let binds = [Bind {
             src: "/etc".into(),
             dst: "/opt/hostetc".into(),
             rw: true,
             optional: false,
-        });
-        let tree = plan(&p, &[]).unwrap();
+        }];
+        let tree = plan(&Wants {
+            binds: &binds,
+            ..wants(&[])
+        })
+        .unwrap();
         let text: Vec<String> = tree.steps.iter().map(|s| s.to_string()).collect();
         assert!(text.contains(&"mkdir    /opt".to_string()), "{text:?}");
         assert!(

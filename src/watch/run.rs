@@ -2,7 +2,7 @@
 //! jail in a cgroup when a limit needs one, spawn it, monitor it, and turn what was
 //! seen into one Outcome. The steps are the functions below, in that order.
 
-use crate::config::policy::Limits;
+use crate::config::limits::Limits;
 use crate::config::units;
 use crate::jail::spawn::{self, Jail, SpawnError};
 use crate::plan::Plan;
