@@ -3,16 +3,18 @@
 //! allowed (the always-denied core still ends the run), notes every file it opens, and
 //! writes a TOML profile extending the base that lists exactly that.
 
+use crate::config::policy::normalize;
 use crate::plan::rootfs::Step;
 use crate::plan::Plan;
-use crate::report::outcome::Outcome;
-use serde::Serialize;
+use crate::seccomp::{self, FILE_CALLS, TRACE_DENIED, TRACE_FILE};
+use crate::watch::hook::{Hook, TracedCall};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
 /// What the program did that its base profile does not allow.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Learned {
     /// Syscalls made outside the base profile.
     pub syscalls: BTreeSet<String>,
@@ -20,6 +22,55 @@ pub struct Learned {
     pub files: BTreeSet<PathBuf>,
     /// It executed another program after starting.
     pub exec: bool,
+}
+
+/// The monitor's hook in a learning run: notes every call outside the base profile
+/// and lets it go on, notes the files the program opens. Foreign architectures and
+/// the always-denied core stay violations: a learned profile could not allow them.
+#[derive(Debug, Default)]
+pub struct Learner {
+    pub learned: Learned,
+    /// The program's working directory inside, for relative paths it opens.
+    cwd: PathBuf,
+}
+
+impl Learner {
+    pub fn new(plan: &Plan) -> Learner {
+        Learner {
+            learned: Learned::default(),
+            cwd: plan.policy.cwd.clone(),
+        }
+    }
+}
+
+impl Hook for Learner {
+    fn traced(&mut self, call: &TracedCall) -> bool {
+        let name = seccomp::syscall_name(call.arch, call.nr);
+        if seccomp::arch_name(call.arch, call.nr) != "x86_64" || seccomp::core::is_denied(&name) {
+            return false;
+        }
+        let path_arg = FILE_CALLS.iter().find(|(n, _)| *n == name).map(|(_, i)| *i);
+        if let Some(i) = path_arg {
+            // openat-style calls with a directory fd other than AT_FDCWD name a path
+            // we cannot place; note only absolute and cwd-relative ones.
+            let dirfd_ok = i == 0 || call.args[0] as i32 == libc::AT_FDCWD;
+            if let Some(path) = call.read_path(call.args[i]).filter(|_| dirfd_ok) {
+                self.learned.files.insert(normalize(&self.cwd.join(path)));
+            }
+        }
+        match call.data {
+            TRACE_FILE => true,
+            TRACE_DENIED => {
+                if name == "execve" || name == "execveat" {
+                    self.learned.exec = true;
+                } else {
+                    self.learned.syscalls.insert(name);
+                }
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Whether `path` (inside the jail) is already provided by the plan's tree.
@@ -64,7 +115,7 @@ pub fn profile_text(
     base: &str,
     plan: &Plan,
     learned: &Learned,
-    outcome: &Outcome,
+    summary: &str,
     command: &[String],
 ) -> String {
     let mut t = String::new();
@@ -72,7 +123,7 @@ pub fn profile_text(
     let _ = writeln!(
         t,
         "# The learning run ended with: {}",
-        outcome.summary().trim_start_matches("moat: ")
+        summary.trim_start_matches("moat: ")
     );
     let _ = writeln!(
         t,

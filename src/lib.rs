@@ -1,17 +1,20 @@
 //! moat: a process jail for one untrusted program.
 //!
-//! The pipeline reads in one direction, one module per step:
+//! The pipeline reads in one direction, one folder per stage:
 //!
 //! ```text
-//! profile (TOML) + overrides -> Policy -> Plan -> spawn -> monitor -> Outcome
-//!   profile.rs                 policy.rs  plan.rs  spawn.rs  monitor.rs  outcome.rs
+//! profile (TOML) + overrides -> Policy -> Plan -> jail -> watch -> Outcome
+//!        config/                config/   plan/   jail/   watch/   report/
 //! ```
 //!
-//! Planning (`plan`, and the mechanisms it draws on: `elf`, `ldcache`, `rootfs`,
-//! `seccomp`, `user`) is pure computation and changes nothing on the host. `run` drives
-//! one run through the rest: it wires stdio (`relay`), takes a `cgroup` when a limit
-//! needs one, then `spawn` (with the child-side `mnt`, `net`, `privs`, `init`) and
-//! `monitor` (with `accounting`) make the system calls that change anything.
+//! `config` validates a profile and the caller's overrides into a [`Policy`]; `plan`
+//! computes everything the child needs (libraries from the ELF, the file tree, id maps,
+//! the compiled filter from `seccomp`, which carries moat's always-denied core);
+//! `jail` clones the namespaces and carries the plan out; `watch` monitors the run and
+//! enforces its limits; `report` turns what was seen into one verdict. `learn` hooks
+//! the monitor, `check` reads the same models a run uses to tell what the host offers.
+//! Planning changes nothing on the host, so a [`Plan`] can be printed and tested
+//! without privileges.
 //!
 //! ```no_run
 //! use moat::{Overrides, Plan, Policy};
@@ -21,34 +24,93 @@
 //! println!("{}", outcome.to_json());
 //! # Ok::<(), moat::Error>(())
 //! ```
+#![warn(missing_docs)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
+#[allow(missing_docs)]
 pub mod check;
-pub mod config;
-pub mod jail;
+#[allow(missing_docs)]
+pub(crate) mod config;
+#[allow(missing_docs)]
+pub(crate) mod jail;
+#[allow(missing_docs)]
 pub mod learn;
-pub mod plan;
-pub mod report;
-pub mod seccomp;
-pub mod watch;
+#[allow(missing_docs)]
+pub(crate) mod plan;
+#[allow(missing_docs)]
+pub(crate) mod report;
+#[allow(missing_docs)]
+pub(crate) mod seccomp;
+#[allow(missing_docs)]
+pub(crate) mod watch;
 
-pub use config::limits::Limits;
-pub use config::policy::{Overrides, Policy, PolicyError};
-pub use jail::spawn::SpawnError;
+pub use config::layers::listing as profile_listing;
+pub use config::limits::{Limit, Limits};
+pub use config::policy::{Bind, Overrides, Policy, PolicyError};
+pub use config::{limits, units};
 pub use plan::{Plan, PlanError};
-pub use report::outcome::{Outcome, Status};
-pub use watch::run::{run, run_with, RunOptions};
+pub use report::advice::violation_advice;
+pub use report::outcome::{ErrorInfo, ErrorKind, LimitReport, Outcome, Status, Violation};
+pub use watch::run::{RunError, RunOptions};
 
-use report::outcome::ErrorKind;
+use jail::spawn::JailError;
+use std::fmt;
 
 /// Any reason moat could not run the program.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug)]
+#[non_exhaustive]
 pub enum Error {
-    #[error(transparent)]
-    Policy(#[from] PolicyError),
-    #[error(transparent)]
-    Plan(#[from] PlanError),
-    #[error(transparent)]
-    Spawn(#[from] SpawnError),
+    /// The profile or the overrides are wrong (the message locates the mistake).
+    Policy(PolicyError),
+    /// The plan could not be built (a missing program or library, a bad ELF…).
+    Plan(PlanError),
+    /// The jail could not be started (stdio files, the named cgroup, namespaces…).
+    Run(RunError),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Policy(e) => e.fmt(f),
+            Error::Plan(e) => e.fmt(f),
+            // The cause of blocked user namespaces is the host's: say which and how
+            // to fix it, as `moat check` would.
+            Error::Run(RunError::Jail(JailError::Namespaces { errno })) => write!(
+                f,
+                "cannot create the jail's namespaces: {}",
+                check::explain_userns_failure(*errno)
+            ),
+            Error::Run(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Policy(e) => Some(e),
+            Error::Plan(e) => Some(e),
+            Error::Run(e) => Some(e),
+        }
+    }
+}
+
+impl From<PolicyError> for Error {
+    fn from(e: PolicyError) -> Error {
+        Error::Policy(e)
+    }
+}
+
+impl From<PlanError> for Error {
+    fn from(e: PlanError) -> Error {
+        Error::Plan(e)
+    }
+}
+
+impl From<RunError> for Error {
+    fn from(e: RunError) -> Error {
+        Error::Run(e)
+    }
 }
 
 impl Error {
@@ -56,9 +118,30 @@ impl Error {
     /// a missing program and 126 for one that cannot be executed.
     pub fn to_outcome(&self) -> Outcome {
         let kind = match self {
-            Error::Plan(e) => e.kind(),
+            Error::Plan(e) => ErrorKind::of_plan(e),
             _ => ErrorKind::Setup,
         };
         Outcome::setup_error(kind, self.to_string())
     }
+}
+
+/// Runs a planned program in the jail and waits for its one verdict. Call it from the
+/// thread that should monitor the run; any number of threads may run jails at once.
+/// It returns once the whole jail is gone.
+pub fn run(plan: &Plan) -> Result<Outcome, Error> {
+    run_with(plan, &RunOptions::default())
+}
+
+/// As [`run`], with the run's stdio and cgroup chosen by `opts`. A plan built with
+/// [`Overrides::learn`] runs as a learning run: its outcome carries what was learned.
+pub fn run_with(plan: &Plan, opts: &RunOptions) -> Result<Outcome, Error> {
+    if plan.policy.learn {
+        let mut learner = learn::Learner::new(plan);
+        let ran = watch::run::run(plan, opts, Some(&mut learner))?;
+        let mut outcome = Outcome::from_run(&ran);
+        outcome.learned = Some(learner.learned);
+        return Ok(outcome);
+    }
+    let ran = watch::run::run(plan, opts, None)?;
+    Ok(Outcome::from_run(&ran))
 }

@@ -1,8 +1,10 @@
 //! The `moat` command line: parses arguments and calls the library.
 
-use clap::{Args, Parser, Subcommand};
-use moat::{Overrides, Plan, Policy};
+use clap::{Arg, ArgMatches, Args, FromArgMatches, Parser, Subcommand};
+use moat::limits::{Limits, TABLE};
+use moat::{Bind, Overrides, Plan, Policy, PolicyError};
 use std::ffi::OsString;
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -69,33 +71,8 @@ struct RunArgs {
     /// Add K=V to the program's environment.
     #[arg(long, value_name = "K=V")]
     env: Vec<String>,
-    /// CPU time of the whole process tree, e.g. 2s.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    cpu_time: Option<std::time::Duration>,
-    /// Wall-clock limit, e.g. 5s or 1500ms.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    wall_time: Option<std::time::Duration>,
-    /// Memory of the whole process tree, e.g. 256MiB.
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
-    memory: Option<u64>,
-    /// Processes and threads at once.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-    processes: Option<u64>,
-    /// Bytes of stdout and stderr together; output past it is cut and the run ends.
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
-    output: Option<u64>,
-    /// Largest file the program may write.
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
-    file_size: Option<u64>,
-    /// Stack size.
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
-    stack: Option<u64>,
-    /// Open file descriptors.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-    open_files: Option<u64>,
-    /// Address-space limit (RLIMIT_AS); off by default, it breaks JVM, Go and V8.
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
-    address_space: Option<u64>,
+    #[command(flatten)]
+    limits: LimitFlags,
     /// Read the program's stdin from FILE.
     #[arg(long, value_name = "FILE")]
     stdin: Option<PathBuf>,
@@ -113,23 +90,51 @@ struct RunArgs {
     command: Vec<OsString>,
 }
 
-fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    moat::config::units::parse_duration(s).map_err(|e| e.to_string())
+/// One flag per row of the limits table (`--cpu-time 2s`, `--memory 256MiB`, …).
+struct LimitFlags(Limits);
+
+impl FromArgMatches for LimitFlags {
+    fn from_arg_matches(m: &ArgMatches) -> Result<Self, clap::Error> {
+        let mut limits = Limits::default();
+        for spec in TABLE {
+            limits.set(spec.limit, m.get_one::<u64>(spec.key).copied());
+        }
+        Ok(LimitFlags(limits))
+    }
+
+    fn update_from_arg_matches(&mut self, m: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(m)?;
+        Ok(())
+    }
 }
 
-fn parse_size(s: &str) -> Result<u64, String> {
-    moat::config::units::parse_size(s).map_err(|e| e.to_string())
+impl Args for LimitFlags {
+    fn augment_args(mut cmd: clap::Command) -> clap::Command {
+        for spec in TABLE {
+            cmd = cmd.arg(
+                Arg::new(spec.key)
+                    .long(spec.flag)
+                    .value_name(spec.value_name())
+                    .help(spec.help)
+                    .value_parser(move |s: &str| spec.parse(s).map_err(|e| e.to_string())),
+            );
+        }
+        cmd
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
 }
 
-fn overrides(a: &RunArgs) -> Result<Overrides, moat::Error> {
+fn overrides(a: &RunArgs, learn: bool) -> Result<Overrides, moat::Error> {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
-    let mut binds = Vec::new();
+    let mut o = Overrides::default();
     for (specs, rw) in [(&a.bind, false), (&a.bind_rw, true)] {
         for spec in specs {
-            binds.push(moat::config::policy::Bind::parse(spec, rw, &cwd)?);
+            o.binds.push(Bind::parse(spec, rw, &cwd)?);
         }
     }
-    let mut env = Vec::new();
     for kv in &a.env {
         let Some((k, v)) = kv.split_once('=') else {
             return Err(PolicyError::Option {
@@ -139,39 +144,16 @@ fn overrides(a: &RunArgs) -> Result<Overrides, moat::Error> {
             }
             .into());
         };
-        env.push((k.to_string(), v.to_string()));
+        o.env.push((k.to_string(), v.to_string()));
     }
-    Ok(Overrides {
-        binds,
-        cwd: a.cwd.clone(),
-        env,
-        learn: false,
-        limits: moat::Limits {
-            cpu_time: a.cpu_time,
-            wall_time: a.wall_time,
-            memory: a.memory,
-            processes: a.processes,
-            output: a.output,
-            file_size: a.file_size,
-            stack: a.stack,
-            open_files: a.open_files,
-            address_space: a.address_space,
-        },
-    })
+    o.cwd = a.cwd.clone();
+    o.limits = a.limits.0.clone();
+    o.learn = learn;
+    Ok(o)
 }
 
-use moat::PolicyError;
-
-fn build(a: &RunArgs) -> Result<Plan, moat::Error> {
-    build_as(a, false)
-}
-
-fn build_as(a: &RunArgs, learn: bool) -> Result<Plan, moat::Error> {
-    let overrides = Overrides {
-        learn,
-        ..overrides(a)?
-    };
-    let policy = Policy::load(&a.profile, &overrides)?;
+fn build(a: &RunArgs, learn: bool) -> Result<Plan, moat::Error> {
+    let policy = Policy::load(&a.profile, &overrides(a, learn)?)?;
     Ok(Plan::build(policy, &a.command)?)
 }
 
@@ -186,23 +168,15 @@ fn write_report(a: &RunArgs, outcome: &moat::Outcome) {
     }
 }
 
-fn run(a: &RunArgs) -> u8 {
-    match run_as(a, false) {
-        Ok((_, outcome)) => outcome.exit_code() as u8,
-        Err(code) => code,
-    }
-}
-
 /// Builds and runs; reports errors and the verdict on stderr and in the report.
 /// Err carries the exit status of a run that could not start.
 fn run_as(a: &RunArgs, learn: bool) -> Result<(Plan, moat::Outcome), u8> {
-    let options = moat::RunOptions {
-        stdin: a.stdin.clone(),
-        stdout: a.stdout.clone(),
-        stderr: a.stderr.clone(),
-        cgroup: a.cgroup.clone(),
-    };
-    let ran = build_as(a, learn).and_then(|plan| {
+    let mut options = moat::RunOptions::default();
+    options.stdin = a.stdin.clone();
+    options.stdout = a.stdout.clone();
+    options.stderr = a.stderr.clone();
+    options.cgroup = a.cgroup.clone();
+    let ran = build(a, learn).and_then(|plan| {
         let outcome = moat::run_with(&plan, &options)?;
         Ok((plan, outcome))
     });
@@ -221,11 +195,18 @@ fn run_as(a: &RunArgs, learn: bool) -> Result<(Plan, moat::Outcome), u8> {
     if let Some(v) = &outcome.violation {
         eprintln!(
             "moat: violation: {}",
-            moat::report::advice::violation_advice(v, &plan.policy)
+            moat::violation_advice(v, plan.policy())
         );
     }
     write_report(a, &outcome);
     Ok((plan, outcome))
+}
+
+fn run(a: &RunArgs) -> u8 {
+    match run_as(a, false) {
+        Ok((_, outcome)) => outcome.exit_code() as u8,
+        Err(code) => code,
+    }
 }
 
 fn learn(l: &LearnArgs) -> u8 {
@@ -247,7 +228,7 @@ fn learn(l: &LearnArgs) -> u8 {
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    let text = moat::learn::profile_text(&base, &plan, &learned, &outcome, &command);
+    let text = moat::learn::profile_text(&base, &plan, &learned, &outcome.summary(), &command);
     if let Err(e) = std::fs::write(&l.save, text) {
         eprintln!("moat: cannot write {}: {e}", l.save.display());
         return 125;
@@ -282,9 +263,8 @@ fn main() -> ExitCode {
     let code = match &cli.command {
         Command::Run(a) => run(a),
         Command::Learn(l) => learn(l),
-        Command::Plan(a) => match build(a) {
+        Command::Plan(a) => match build(a, false) {
             Ok(plan) => {
-                use std::io::Write;
                 // A reader that stops early (`moat plan | head`) is not an error.
                 let _ = write!(std::io::stdout().lock(), "{plan}");
                 0
@@ -295,17 +275,15 @@ fn main() -> ExitCode {
             }
         },
         Command::Profiles => {
-            use std::io::Write;
             let _ = std::io::stdout()
                 .lock()
-                .write_all(moat::config::layers::listing().as_bytes());
+                .write_all(moat::profile_listing().as_bytes());
             0
         }
         Command::Check { json } => {
             let report = moat::check::probe();
-            use std::io::Write;
             let text = if *json {
-                serde_json::to_string_pretty(&report).expect("the findings serialize") + "\n"
+                serde_json::to_string_pretty(&report).unwrap_or_default() + "\n"
             } else {
                 report.render()
             };

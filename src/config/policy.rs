@@ -9,12 +9,14 @@ use crate::seccomp::Rule;
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
+/// A host path mounted into the jail.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bind {
     /// Host path.
     pub src: PathBuf,
     /// Path inside the jail.
     pub dst: PathBuf,
+    /// Writable (and then noexec); read-only otherwise.
     pub rw: bool,
     /// Skip silently when `src` does not exist.
     pub optional: bool,
@@ -26,39 +28,46 @@ pub struct Tmpfs {
     pub size: u64,
 }
 
+/// A profile plus the caller's overrides, validated and fully resolved. Only
+/// [`Policy::load`] and [`Policy::resolve`] make one, so a Policy never holds what a
+/// profile could not say (an allow of the always-denied core, say).
 #[derive(Debug, Clone)]
 pub struct Policy {
     /// Where the profile came from (`built-in:default`, a path).
-    pub profile: String,
-    pub hostname: String,
-    pub uid: u32,
-    pub gid: u32,
-    pub cwd: PathBuf,
+    pub(crate) profile: String,
+    pub(crate) hostname: String,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+    pub(crate) cwd: PathBuf,
     /// The program's whole environment, sorted by name.
-    pub env: Vec<(String, String)>,
-    pub allow_exec: bool,
-    /// Argument templates put after the program's name (see `template`).
-    pub args: Vec<String>,
-    pub library_path: Vec<PathBuf>,
-    pub proc: bool,
-    pub dev: bool,
+    pub(crate) env: Vec<(String, String)>,
+    pub(crate) allow_exec: bool,
+    /// Argument templates put after the program's name (see `args`).
+    pub(crate) args: Vec<String>,
+    pub(crate) library_path: Vec<PathBuf>,
+    pub(crate) proc: bool,
+    pub(crate) dev: bool,
     /// The rootfs template whose files are written into the jail's root.
-    pub template: Option<String>,
-    pub binds: Vec<Bind>,
-    pub tmpfs: Vec<Tmpfs>,
-    pub limits: Limits,
+    pub(crate) template: Option<String>,
+    pub(crate) binds: Vec<Bind>,
+    pub(crate) tmpfs: Vec<Tmpfs>,
+    pub(crate) limits: Limits,
     /// Learning mode (`moat learn`): calls outside the rules are noted and allowed
     /// (except the always-denied core), and the files the program opens are noted.
-    pub learn: bool,
+    pub(crate) learn: bool,
     /// Syscall rules, sorted by name: one per syscall, or several conditional ones.
-    pub rules: Vec<Rule>,
+    pub(crate) rules: Vec<Rule>,
 }
 
-/// What the command line (or a library caller) adds to or changes in a profile.
+/// What the command line (or a library caller) adds to or changes in a profile. Every
+/// field is validated when the policy is resolved.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
+    /// Host paths to mount, after the profile's.
     pub binds: Vec<Bind>,
+    /// Where the program starts, inside the jail.
     pub cwd: Option<PathBuf>,
+    /// Environment entries added to (or replacing) the profile's.
     pub env: Vec<(String, String)>,
     /// Limits that replace the profile's, one by one.
     pub limits: Limits,
@@ -66,10 +75,14 @@ pub struct Overrides {
     pub learn: bool,
 }
 
+/// A mistake in a profile or in the overrides.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PolicyError {
+    /// In a profile file: located by file, line, column and key.
     #[error(transparent)]
     Profile(#[from] ProfileError),
+    /// In an override (a command-line option or a library caller's value).
     #[error("{option} {value}: {message}")]
     Option {
         option: &'static str,
@@ -116,6 +129,34 @@ impl Bind {
             dst,
             rw,
             optional: false,
+        })
+    }
+}
+
+impl Bind {
+    /// The bind as a caller built it, held to what [`Bind::parse`] would accept:
+    /// absolute paths (normalized), an existing source unless optional, not over `/`.
+    fn checked(&self) -> Result<Bind, PolicyError> {
+        let option = if self.rw { "--bind-rw" } else { "--bind" };
+        let bad = |message: &str| PolicyError::Option {
+            option,
+            value: format!("{}:{}", self.src.display(), self.dst.display()),
+            message: message.to_string(),
+        };
+        if !self.src.is_absolute() || !self.dst.is_absolute() {
+            return Err(bad("both paths must be absolute"));
+        }
+        let (src, dst) = (normalize(&self.src), normalize(&self.dst));
+        if dst == Path::new("/") {
+            return Err(bad("cannot bind over the jail's root"));
+        }
+        if !self.optional && !src.exists() {
+            return Err(bad("the source does not exist on this host"));
+        }
+        Ok(Bind {
+            src,
+            dst,
+            ..self.clone()
         })
     }
 }
@@ -190,7 +231,9 @@ impl Policy {
             }
         }
         let mut binds = acc.binds;
-        binds.extend(overrides.binds.iter().cloned());
+        for b in &overrides.binds {
+            binds.push(b.checked()?);
+        }
 
         Ok(Policy {
             profile: origins.join(" <- "),
@@ -213,11 +256,37 @@ impl Policy {
         })
     }
 
+    /// The value of one variable of the program's environment.
     pub fn env_value(&self, name: &str) -> Option<&str> {
         self.env
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// Where the profile came from, layer by layer (`built-in:default <- my.toml`).
+    pub fn profile(&self) -> &str {
+        &self.profile
+    }
+
+    /// The run's limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Where the program starts, inside the jail.
+    pub fn cwd(&self) -> &Path {
+        &self.cwd
+    }
+
+    /// The program's whole environment, sorted by name.
+    pub fn env(&self) -> &[(String, String)] {
+        &self.env
+    }
+
+    /// Whether this is a learning run's policy.
+    pub fn learning(&self) -> bool {
+        self.learn
     }
 }
 

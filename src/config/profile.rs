@@ -126,6 +126,9 @@ pub struct RuleEntry {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Group {
+    /// What the group is for; the file documents each group with it, and it is
+    /// checked to be there, though nothing prints it.
+    #[allow(dead_code)]
     pub description: String,
     pub syscalls: Vec<String>,
 }

@@ -5,8 +5,10 @@
 //! parent may be multi-threaded, and a lock held by another thread at clone time would
 //! never be released), so it only walks the prepared list.
 
+use super::stage::Stage;
+use super::sys;
 use crate::plan::rootfs::{Step, Tree};
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -54,16 +56,17 @@ pub struct MountOps {
     root_data: CString,
 }
 
-/// Which part of the mount program failed.
-pub const STEP_BASE: u32 = u32::MAX - 10;
-pub const STEP_PIVOT: u32 = u32::MAX - 9;
-pub const STEP_SEAL_ROOT: u32 = u32::MAX - 8;
+/// A planned path that cannot be handed to the kernel: it holds a NUL byte.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the path {0:?} contains a NUL byte")]
+pub struct NulInPath(pub String);
 
-fn c(path: impl AsRef<[u8]>) -> CString {
-    CString::new(path.as_ref()).expect("planned paths come from the file system and have no NUL")
+fn c(bytes: impl AsRef<[u8]>) -> Result<CString, NulInPath> {
+    let bytes = bytes.as_ref();
+    CString::new(bytes).map_err(|_| NulInPath(String::from_utf8_lossy(bytes).into_owned()))
 }
 
-fn under(prefix: &str, path: &Path) -> CString {
+fn under(prefix: &str, path: &Path) -> Result<CString, NulInPath> {
     let mut bytes = prefix.as_bytes().to_vec();
     bytes.extend_from_slice(path.as_os_str().as_bytes());
     c(bytes)
@@ -75,24 +78,25 @@ const MOUNT_ATTR_NODEV: u64 = 0x4;
 const MOUNT_ATTR_NOEXEC: u64 = 0x8;
 
 impl MountOps {
-    pub fn prepare(tree: &Tree) -> MountOps {
+    /// Turns the planned tree into the ops the child runs, in the parent.
+    pub fn prepare(tree: &Tree) -> Result<MountOps, NulInPath> {
         let mut ops = Vec::new();
         for (i, step) in tree.steps.iter().enumerate() {
             let i = i as u32;
             match step {
-                Step::Mkdir { path } => ops.push((i, Op::Mkdir(under(NEW_ROOT, path)))),
+                Step::Mkdir { path } => ops.push((i, Op::Mkdir(under(NEW_ROOT, path)?))),
                 Step::File { path, contents } => ops.push((
                     i,
                     Op::Write {
-                        path: under(NEW_ROOT, path),
+                        path: under(NEW_ROOT, path)?,
                         data: contents.clone(),
                     },
                 )),
                 Step::Symlink { path, target } => ops.push((
                     i,
                     Op::Symlink {
-                        target: c(target.as_os_str().as_bytes()),
-                        path: under(NEW_ROOT, path),
+                        target: c(target.as_os_str().as_bytes())?,
+                        path: under(NEW_ROOT, path)?,
                     },
                 )),
                 Step::Bind {
@@ -103,7 +107,7 @@ impl MountOps {
                     device,
                     locked,
                 } => {
-                    let dst_c = under(NEW_ROOT, dst);
+                    let dst_c = under(NEW_ROOT, dst)?;
                     ops.push((
                         i,
                         if *dir {
@@ -118,7 +122,7 @@ impl MountOps {
                     ops.push((
                         i,
                         Op::Mount {
-                            src: Some(under(OLD_ROOT, src)),
+                            src: Some(under(OLD_ROOT, src)?),
                             dst: dst_c.clone(),
                             fstype: None,
                             flags: libc::MS_BIND | rec,
@@ -159,7 +163,7 @@ impl MountOps {
                     mode,
                     noexec,
                 } => {
-                    let dst_c = under(NEW_ROOT, dst);
+                    let dst_c = under(NEW_ROOT, dst)?;
                     ops.push((i, Op::Mkdir(dst_c.clone())));
                     let mut flags = libc::MS_NOSUID | libc::MS_NODEV;
                     if *noexec {
@@ -168,23 +172,23 @@ impl MountOps {
                     ops.push((
                         i,
                         Op::Mount {
-                            src: Some(c("tmpfs")),
+                            src: Some(c("tmpfs")?),
                             dst: dst_c,
-                            fstype: Some(c("tmpfs")),
+                            fstype: Some(c("tmpfs")?),
                             flags,
-                            data: Some(c(format!("size={size},mode={mode:o}"))),
+                            data: Some(c(format!("size={size},mode={mode:o}"))?),
                         },
                     ));
                 }
                 Step::Proc { dst } => {
-                    let dst_c = under(NEW_ROOT, dst);
+                    let dst_c = under(NEW_ROOT, dst)?;
                     ops.push((i, Op::Mkdir(dst_c.clone())));
                     ops.push((
                         i,
                         Op::Mount {
-                            src: Some(c("proc")),
+                            src: Some(c("proc")?),
                             dst: dst_c,
-                            fstype: Some(c("proc")),
+                            fstype: Some(c("proc")?),
                             flags: libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
                             data: None,
                         },
@@ -194,7 +198,7 @@ impl MountOps {
                     i,
                     Op::Mount {
                         src: None,
-                        dst: under(NEW_ROOT, dst),
+                        dst: under(NEW_ROOT, dst)?,
                         fstype: None,
                         flags: libc::MS_REMOUNT
                             | libc::MS_BIND
@@ -207,225 +211,107 @@ impl MountOps {
                 )),
             }
         }
-        MountOps {
+        Ok(MountOps {
             ops,
-            root_data: c(format!("size={},mode=755", tree.root_size)),
-        }
+            root_data: c(format!("size={},mode=755", tree.root_size))?,
+        })
     }
 
-    /// Child side: builds the new root and pivots into it. On failure returns the step
-    /// index and errno. Allocates nothing.
-    pub fn apply(&self) -> Result<(), (u32, i32)> {
-        let base = |r: libc::c_int| {
-            if r < 0 {
-                Err((STEP_BASE, errno()))
-            } else {
-                Ok(())
-            }
-        };
-        // SAFETY (all calls below): plain system calls on NUL-terminated strings the
-        // parent prepared, which live as long as `self`.
-        unsafe {
-            // Nothing mounted from here on may propagate back to the host, and host
-            // mount events must not reach the jail.
-            base(libc::mount(
-                std::ptr::null(),
-                c"/".as_ptr(),
-                std::ptr::null(),
-                libc::MS_REC | libc::MS_PRIVATE,
-                std::ptr::null(),
-            ))?;
-            // A scratch tmpfs over /tmp becomes the root for the build; the host root
-            // stays reachable at /oldroot, so sources anywhere (even under /tmp) can be
-            // bound, and nothing of the host is left once /oldroot is detached.
-            base(libc::mount(
-                c"tmpfs".as_ptr(),
-                c"/tmp".as_ptr(),
-                c"tmpfs".as_ptr(),
-                libc::MS_NOSUID | libc::MS_NODEV,
-                c"size=64k,mode=700".as_ptr().cast(),
-            ))?;
-            base(libc::chdir(c"/tmp".as_ptr()))?;
-            base(libc::mkdir(c"newroot".as_ptr(), 0o755))?;
-            base(libc::mkdir(c"oldroot".as_ptr(), 0o755))?;
-            base(pivot_root(c".", c"oldroot"))?;
-            base(libc::chdir(c"/".as_ptr()))?;
-            base(libc::mount(
-                c"tmpfs".as_ptr(),
-                c"/newroot".as_ptr(),
-                c"tmpfs".as_ptr(),
-                libc::MS_NOSUID | libc::MS_NODEV,
-                self.root_data.as_ptr().cast(),
-            ))?;
-            for (step, op) in &self.ops {
-                run(op).map_err(|e| (*step, e))?;
-            }
-            let pivot = |r: libc::c_int| {
-                if r < 0 {
-                    Err((STEP_PIVOT, errno()))
-                } else {
-                    Ok(())
-                }
-            };
-            // Detach the host: after this no path inside leads out.
-            pivot(libc::umount2(c"/oldroot".as_ptr(), libc::MNT_DETACH))?;
-            pivot(libc::chdir(c"/newroot".as_ptr()))?;
-            // pivot_root(".", ".") stacks the old root under the new one; detaching "."
-            // then removes the scratch tmpfs.
-            pivot(pivot_root(c".", c"."))?;
-            pivot(libc::umount2(c".".as_ptr(), libc::MNT_DETACH))?;
-            pivot(libc::chdir(c"/".as_ptr()))?;
-            // The root is read-only at the end: the program can create nothing outside
-            // the writable mounts the profile names.
-            if libc::mount(
-                std::ptr::null(),
-                c"/".as_ptr(),
-                std::ptr::null(),
-                libc::MS_REMOUNT
-                    | libc::MS_BIND
-                    | libc::MS_RDONLY
-                    | libc::MS_NOSUID
-                    | libc::MS_NODEV,
-                std::ptr::null(),
-            ) < 0
-            {
-                return Err((STEP_SEAL_ROOT, errno()));
-            }
+    /// Child side: builds the new root and pivots into it. On failure returns the
+    /// stage, the plan step (for [`Stage::Mount`]) and the errno. Allocates nothing.
+    pub fn apply(&self) -> Result<(), (Stage, u32, i32)> {
+        let at = |stage: Stage| move |e: i32| (stage, 0, e);
+        let scratch = at(Stage::MountScratch);
+        // Nothing mounted from here on may propagate back to the host, and host mount
+        // events must not reach the jail.
+        sys::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None).map_err(scratch)?;
+        // A scratch tmpfs over /tmp becomes the root for the build; the host root stays
+        // reachable at /oldroot, so sources anywhere (even under /tmp) can be bound, and
+        // nothing of the host is left once /oldroot is detached.
+        let tmpfs = Some(c"tmpfs");
+        let nosuid_nodev = libc::MS_NOSUID | libc::MS_NODEV;
+        sys::mount(
+            tmpfs,
+            c"/tmp",
+            tmpfs,
+            nosuid_nodev,
+            Some(c"size=64k,mode=700"),
+        )
+        .map_err(scratch)?;
+        sys::chdir(c"/tmp").map_err(scratch)?;
+        sys::mkdir(c"newroot", 0o755, false).map_err(scratch)?;
+        sys::mkdir(c"oldroot", 0o755, false).map_err(scratch)?;
+        sys::check(sys::pivot_root(c".", c"oldroot")).map_err(scratch)?;
+        sys::chdir(c"/").map_err(scratch)?;
+        sys::mount(
+            tmpfs,
+            c"/newroot",
+            tmpfs,
+            nosuid_nodev,
+            Some(&self.root_data),
+        )
+        .map_err(scratch)?;
+        for (step, op) in &self.ops {
+            run(op).map_err(|e| (Stage::Mount, *step, e))?;
         }
-        Ok(())
+        let pivot = at(Stage::Pivot);
+        // Detach the host: after this no path inside leads out.
+        sys::umount2(c"/oldroot", libc::MNT_DETACH).map_err(pivot)?;
+        sys::chdir(c"/newroot").map_err(pivot)?;
+        // pivot_root(".", ".") stacks the old root under the new one; detaching "."
+        // then removes the scratch tmpfs.
+        sys::check(sys::pivot_root(c".", c".")).map_err(pivot)?;
+        sys::umount2(c".", libc::MNT_DETACH).map_err(pivot)?;
+        sys::chdir(c"/").map_err(pivot)?;
+        // The root is read-only at the end: the program can create nothing outside the
+        // writable mounts the profile names.
+        let sealed = libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | nosuid_nodev;
+        sys::mount(None, c"/", None, sealed, None).map_err(at(Stage::SealRoot))
     }
-}
-
-fn errno() -> i32 {
-    std::io::Error::last_os_error()
-        .raw_os_error()
-        .unwrap_or(libc::EIO)
-}
-
-unsafe fn pivot_root(new: &CStr, old: &CStr) -> libc::c_int {
-    libc::syscall(libc::SYS_pivot_root, new.as_ptr(), old.as_ptr()) as libc::c_int
-}
-
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
 }
 
 /// Runs one prepared op. Child side: no allocation.
 fn run(op: &Op) -> Result<(), i32> {
-    let check = |r: libc::c_int| if r < 0 { Err(errno()) } else { Ok(()) };
-    let opt = |s: &Option<CString>| s.as_ref().map_or(std::ptr::null(), |s| s.as_ptr());
-    // SAFETY: system calls on prepared NUL-terminated strings and a stack struct.
-    unsafe {
-        match op {
-            Op::Mkdir(path) => {
-                if libc::mkdir(path.as_ptr(), 0o755) < 0 && errno() != libc::EEXIST {
-                    return Err(errno());
-                }
-                Ok(())
-            }
-            Op::Symlink { target, path } => check(libc::symlink(target.as_ptr(), path.as_ptr())),
-            Op::Write { path, data } => {
-                let fd = libc::open(
-                    path.as_ptr(),
-                    libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC,
-                    0o444,
-                );
-                if fd < 0 {
-                    return Err(errno());
-                }
-                let mut rest: &[u8] = data;
-                while !rest.is_empty() {
-                    let n = libc::write(fd, rest.as_ptr().cast(), rest.len());
-                    if n <= 0 {
-                        let e = errno();
-                        libc::close(fd);
-                        return Err(e);
-                    }
-                    rest = &rest[n as usize..];
-                }
-                libc::close(fd);
-                Ok(())
-            }
-            Op::Touch(path) => {
-                let fd = libc::open(
-                    path.as_ptr(),
-                    libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
-                    0o444,
-                );
-                if fd < 0 {
-                    return Err(errno());
-                }
-                libc::close(fd);
-                Ok(())
-            }
-            Op::Mount {
-                src,
-                dst,
-                fstype,
-                flags,
-                data,
-            } => check(libc::mount(
-                opt(src),
-                dst.as_ptr(),
-                opt(fstype),
-                *flags,
-                opt(data).cast(),
-            )),
-            Op::Restrict {
-                dst,
-                attr_set,
-                remount_flags,
-            } => {
-                let attr = MountAttr {
-                    attr_set: *attr_set,
-                    attr_clr: 0,
-                    propagation: 0,
-                    userns_fd: 0,
-                };
-                let r = libc::syscall(
-                    libc::SYS_mount_setattr,
-                    libc::AT_FDCWD,
-                    dst.as_ptr(),
-                    libc::AT_RECURSIVE as libc::c_uint,
-                    &attr as *const MountAttr,
-                    std::mem::size_of::<MountAttr>(),
-                );
-                if r == 0 {
-                    return Ok(());
-                }
-                if errno() != libc::ENOSYS {
-                    return Err(errno());
-                }
-                check(libc::mount(
-                    std::ptr::null(),
-                    dst.as_ptr(),
-                    std::ptr::null(),
-                    *remount_flags,
-                    std::ptr::null(),
-                ))
-            }
+    match op {
+        Op::Mkdir(path) => sys::mkdir(path, 0o755, true),
+        Op::Symlink { target, path } => sys::symlink(target, path),
+        Op::Write { path, data } => {
+            let flags = libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC;
+            let fd = sys::open(path, flags, 0o444)?;
+            let written = sys::write_all(fd, data);
+            sys::close(fd);
+            written
         }
-    }
-}
-
-/// Describes a failed step for the error message.
-pub fn describe_step(tree: &Tree, step: u32) -> String {
-    match step {
-        STEP_BASE => "preparing the scratch root".into(),
-        STEP_PIVOT => "pivoting into the new root".into(),
-        STEP_SEAL_ROOT => "making the root read-only".into(),
-        i => tree.steps.get(i as usize).map_or_else(
-            || format!("mount step {i}"),
-            |s| {
-                s.to_string()
-                    .split_whitespace()
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            },
+        Op::Touch(path) => {
+            let fd = sys::open(
+                path,
+                libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+                0o444,
+            )?;
+            sys::close(fd);
+            Ok(())
+        }
+        Op::Mount {
+            src,
+            dst,
+            fstype,
+            flags,
+            data,
+        } => sys::mount(
+            src.as_deref(),
+            dst,
+            fstype.as_deref(),
+            *flags,
+            data.as_deref(),
         ),
+        Op::Restrict {
+            dst,
+            attr_set,
+            remount_flags,
+        } => match sys::mount_setattr_recursive(dst, *attr_set) {
+            // Kernels before 5.12: a remount of the top mount is what there is.
+            Err(libc::ENOSYS) => sys::mount(None, dst, None, *remount_flags, None),
+            r => r,
+        },
     }
 }

@@ -1,12 +1,16 @@
 //! The jail: clone into new namespaces and carry out the Plan, nothing else.
 //!
 //! Owns: the clone, the child's stages (ids, mounts, hostname, loopback, init, the
-//! program's privileges and filter, exec) and the raw system calls they make. After the
-//! clone the child allocates nothing and takes no lock. May use: `plan`. Decides
-//! nothing: every value it uses was computed by the planner.
+//! program's privileges and filter, exec), the numbering of those stages, and the raw
+//! system calls they make. After the clone the child allocates nothing and takes no
+//! lock. May use: `plan`. Decides nothing: every value it uses was computed by the
+//! planner.
 
+pub mod child;
 pub mod init;
 pub mod mnt;
 pub mod net;
 pub mod privs;
 pub mod spawn;
+pub mod stage;
+pub mod sys;

@@ -2,6 +2,8 @@
 //! the loopback. It is brought up so a program may talk to itself (some runtimes do);
 //! nothing else is reachable.
 
+use super::sys::errno;
+
 /// Sets `lo` up. Child side: no allocation.
 pub fn loopback_up() -> Result<(), i32> {
     // SAFETY: a socket used only for the interface ioctl, on a zeroed stack ifreq.
@@ -23,10 +25,4 @@ pub fn loopback_up() -> Result<(), i32> {
         }
     }
     Ok(())
-}
-
-fn errno() -> i32 {
-    std::io::Error::last_os_error()
-        .raw_os_error()
-        .unwrap_or(libc::EIO)
 }

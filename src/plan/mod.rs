@@ -13,7 +13,6 @@ use crate::plan::ids::IdMaps;
 use crate::plan::ldso::cache::LdCache;
 use crate::plan::ldso::ElfError;
 use crate::plan::rootfs::{RootfsError, Tree, Wants};
-use crate::report::outcome::ErrorKind;
 use crate::seccomp::{self, SeccompError};
 use std::ffi::{CString, OsStr, OsString};
 use std::fmt;
@@ -32,56 +31,50 @@ pub const NAMESPACES: &[(&str, libc::c_int)] = &[
     ("cgroup", libc::CLONE_NEWCGROUP),
 ];
 
-#[derive(Debug)]
+/// Everything one run of a program in the jail needs, computed from a [`Policy`] and
+/// the command. Only [`Plan::build`] makes one, from a validated Policy, so every plan
+/// carries moat's core in its filter. A plan can be run many times.
+#[derive(Debug, Clone)]
 pub struct Plan {
-    pub policy: Policy,
+    pub(crate) policy: Policy,
     /// The program's path on the host, which is also its path inside the jail.
-    pub program: PathBuf,
-    pub argv: Vec<CString>,
-    pub envp: Vec<CString>,
-    pub dependencies: ldso::Dependencies,
-    pub tree: Tree,
-    pub ids: IdMaps,
-    pub filter: seccomp::Filter,
+    pub(crate) program: PathBuf,
+    pub(crate) argv: Vec<CString>,
+    pub(crate) envp: Vec<CString>,
+    pub(crate) dependencies: ldso::Dependencies,
+    pub(crate) tree: Tree,
+    pub(crate) ids: IdMaps,
+    pub(crate) filter: seccomp::Filter,
     /// (resource, soft, hard) set in the sandboxee before exec.
-    pub rlimits: Vec<(libc::__rlimit_resource_t, u64, u64)>,
+    pub(crate) rlimits: Vec<(libc::__rlimit_resource_t, u64, u64)>,
 }
 
+/// Why a plan could not be built.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PlanError {
+    /// The program is not where it was named, or not in the profile's PATH.
     #[error("program `{name}` not found (searched {searched})")]
     ProgramNotFound { name: String, searched: String },
+    /// The program exists but cannot be executed.
     #[error("program {path} is not executable: {why}")]
     NotExecutable { path: PathBuf, why: String },
+    /// The command is empty.
     #[error("no program given: put it after `--`, e.g. `moat run -- /bin/echo hello`")]
     NoProgram,
+    /// An argument or environment entry holds a NUL byte.
     #[error("argument or environment entry {0:?} contains a NUL byte")]
     Nul(String),
+    /// The program's ELF or its libraries (a missing library names the binary that
+    /// needs it).
     #[error(transparent)]
     Elf(#[from] ElfError),
+    /// The jail's file tree cannot be laid out as asked.
     #[error(transparent)]
     Rootfs(#[from] RootfsError),
+    /// The filter could not be compiled.
     #[error(transparent)]
     Seccomp(#[from] SeccompError),
-}
-
-impl PlanError {
-    /// What kind of failure this is for the report (and so the exit status: 127 for a
-    /// program that is not there, 126 for one that cannot be executed, as a shell does).
-    pub fn kind(&self) -> ErrorKind {
-        match self {
-            PlanError::ProgramNotFound { .. } | PlanError::Elf(ElfError::NotFound { .. }) => {
-                ErrorKind::ProgramNotFound
-            }
-            PlanError::NotExecutable { .. }
-            | PlanError::Elf(
-                ElfError::NotExecutable { .. }
-                | ElfError::NotElf { .. }
-                | ElfError::WrongClass { .. },
-            ) => ErrorKind::ProgramNotExecutable,
-            _ => ErrorKind::Setup,
-        }
-    }
 }
 
 fn cstring(bytes: &[u8]) -> Result<CString, PlanError> {
@@ -99,7 +92,7 @@ impl Plan {
 
     /// As `build`, with an ld.so.cache already loaded (a caller running many plans
     /// reads it once).
-    pub fn build_with(
+    pub(crate) fn build_with(
         policy: Policy,
         command: &[OsString],
         cache: &LdCache,
@@ -186,9 +179,19 @@ impl Plan {
         })
     }
 
-    pub fn program_c(&self) -> CString {
-        CString::new(self.program.as_os_str().as_bytes())
-            .expect("paths from the file system have no NUL")
+    /// The policy the plan was built from.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The program's path (on the host and, the same, inside the jail).
+    pub fn program(&self) -> &Path {
+        &self.program
+    }
+
+    /// The program's arguments as it gets them, `argv[0]` first.
+    pub fn argv(&self) -> impl Iterator<Item = &OsStr> {
+        self.argv.iter().map(|a| OsStr::from_bytes(a.as_bytes()))
     }
 }
 

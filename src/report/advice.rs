@@ -105,7 +105,7 @@ mod tests {
     fn violation_advice_says_what_would_allow_the_call() {
         let v = |name: &str, args: [u64; 6]| Violation {
             syscall: name.into(),
-            nr: seccomp::syscall_nr(name).unwrap() as u64,
+            nr: seccomp::names::syscall_nr(name).unwrap() as u64,
             args,
             arch: "x86_64".into(),
             pid: 1,

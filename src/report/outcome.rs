@@ -1,9 +1,20 @@
 //! Outcome: one exact verdict per run, and the JSON report.
 
-use serde::Serialize;
+use super::verdict::verdict;
+use crate::config::limits::Limit;
+use crate::jail::stage::Stage;
+use crate::learn::Learned;
+use crate::plan::ldso::ElfError;
+use crate::plan::PlanError;
+use crate::watch::enforce::{Enforced, Enforcement, Enforcer};
+pub use crate::watch::monitor::Violation;
+use crate::watch::run::{Run, SetupFailure};
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// The verdict of a run: exactly one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Status {
     Ok,
     NonzeroExit,
@@ -32,34 +43,59 @@ impl Status {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Violation {
-    /// The syscall's name as its architecture numbers it (`unknown(N)` if none).
-    pub syscall: String,
-    pub nr: u64,
-    pub args: [u64; 6],
-    /// `x86_64`, `i386` (int 0x80) or `x32`.
-    pub arch: String,
-    /// The process or thread that made the call, as moat sees it.
-    pub pid: i32,
-}
-
 /// Why moat could not run the program at all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ErrorKind {
     Setup,
     ProgramNotFound,
     ProgramNotExecutable,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorInfo {
     pub kind: ErrorKind,
     pub message: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+impl ErrorKind {
+    /// What kind of failure a planning error is for the report (and so the exit
+    /// status: 127 for a program that is not there, 126 for one that cannot be
+    /// executed, as a shell does).
+    pub fn of_plan(e: &PlanError) -> ErrorKind {
+        match e {
+            PlanError::ProgramNotFound { .. } | PlanError::Elf(ElfError::NotFound { .. }) => {
+                ErrorKind::ProgramNotFound
+            }
+            PlanError::NotExecutable { .. }
+            | PlanError::Elf(
+                ElfError::NotExecutable { .. }
+                | ElfError::NotElf { .. }
+                | ElfError::WrongClass { .. },
+            ) => ErrorKind::ProgramNotExecutable,
+            _ => ErrorKind::Setup,
+        }
+    }
+}
+
+impl ErrorInfo {
+    /// A setup failure inside the jail: a failed exec is the program's fault (missing,
+    /// or not executable), anything else moat's.
+    pub fn of(f: &SetupFailure) -> ErrorInfo {
+        let kind = match (f.stage, f.errno) {
+            (Some(Stage::Exec), libc::ENOENT) => ErrorKind::ProgramNotFound,
+            (Some(Stage::Exec), _) => ErrorKind::ProgramNotExecutable,
+            _ => ErrorKind::Setup,
+        };
+        ErrorInfo {
+            kind,
+            message: f.message.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Outcome {
     pub status: Status,
     /// The program's exit code when it exited.
@@ -80,72 +116,82 @@ pub struct Outcome {
     /// Bytes of stdout and stderr delivered (counted only when output is relayed).
     pub output_bytes: [u64; 2],
     /// What a learning run saw (`moat learn` only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub learned: Option<crate::learn::Learned>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learned: Option<Learned>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LimitReport {
-    pub name: &'static str,
+    pub name: String,
     pub value: String,
     pub enforced_by: String,
 }
 
-/// Which limits a run went past, as the monitor and the kernel's limits tell.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Exceeded {
-    pub wall_time: bool,
-    pub cpu_time: bool,
-    pub memory: bool,
-    pub output: bool,
-}
-
-/// What the monitor saw, before it is turned into one verdict.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Observed {
-    /// The program's wait status (raw), if it ended on its own or by a signal.
-    pub program_status: Option<i32>,
-    pub violation: Option<Violation>,
-    pub exceeded: Exceeded,
-    pub setup_failure: Option<ErrorInfo>,
-}
-
-impl Observed {
-    /// Exactly one verdict: a setup failure wins (the program never ran), then what
-    /// moat itself ended the run for, then how the program ended.
-    pub fn verdict(&self) -> (Status, Option<i32>, Option<i32>) {
-        let (code, sig) = match self.program_status {
-            Some(s) if libc::WIFEXITED(s) => (Some(libc::WEXITSTATUS(s)), None),
-            Some(s) if libc::WIFSIGNALED(s) => (None, Some(libc::WTERMSIG(s))),
-            _ => (None, None),
+impl LimitReport {
+    /// How one limit was enforced, in words.
+    pub fn of(e: &Enforced) -> LimitReport {
+        let spec = e.limit.spec();
+        let rlimit = spec.rlimit.as_ref();
+        let controller = |v2: bool| match e.limit {
+            Limit::CpuTime if v2 => "cpu.stat, sampled by the monitor",
+            Limit::CpuTime => "cpuacct, sampled by the monitor",
+            Limit::Memory if v2 => "memory.max",
+            Limit::Memory => "memory.limit_in_bytes",
+            _ => "pids.max",
         };
-        let status = if self.setup_failure.is_some() {
-            Status::SetupError
-        } else if self.violation.is_some() {
-            Status::Violation
-        } else if self.exceeded.memory {
-            Status::MemoryLimit
-        } else if self.exceeded.cpu_time {
-            Status::CpuTimeLimit
-        } else if self.exceeded.wall_time {
-            Status::WallTimeLimit
-        } else if self.exceeded.output {
-            Status::OutputLimit
-        } else {
-            match (code, sig) {
-                (Some(0), _) => Status::Ok,
-                (Some(_), _) => Status::NonzeroExit,
-                (None, Some(_)) => Status::Signaled,
-                // The program vanished without a status: only possible if init was
-                // killed from outside the jail.
-                (None, None) => Status::Signaled,
+        let mut by = match e.by {
+            Enforcer::CgroupV2 => format!("cgroup v2 {}", controller(true)),
+            Enforcer::CgroupV1 => format!("cgroup v1 {}", controller(false)),
+            Enforcer::Monitor => format!("monitor{}", spec.monitor),
+            Enforcer::Relay => "monitor (relayed and cut at the cap)".to_string(),
+            Enforcer::Rlimit => {
+                rlimit.map_or("rlimit".into(), |r| format!("{}{}", r.name, r.as_way))
             }
         };
-        (status, code, sig)
+        if e.by != Enforcer::Rlimit {
+            if let Some(r) = rlimit {
+                by += &format!("; {}{}", r.name, r.beside);
+            }
+        }
+        if let Some(why) = &e.fallback {
+            by += &format!(" (no cgroup: {why})");
+        }
+        LimitReport {
+            name: spec.key.to_string(),
+            value: spec.format(e.value),
+            enforced_by: by,
+        }
     }
 }
 
+/// Which mechanism enforced each limit that was set.
+pub fn limit_reports(e: &Enforcement) -> Vec<LimitReport> {
+    e.entries().iter().map(LimitReport::of).collect()
+}
+
 impl Outcome {
+    /// The report of a run that started: one verdict from what it left.
+    pub fn from_run(run: &Run) -> Outcome {
+        let (status, exit_code, signal) = verdict(&run.observed);
+        let ran = status != Status::SetupError;
+        let f = &run.figures;
+        Outcome {
+            status,
+            exit_code: exit_code.filter(|_| ran),
+            signal: signal.filter(|_| ran),
+            cpu_time_ms: f.user_ms + f.system_ms,
+            user_time_ms: f.user_ms,
+            system_time_ms: f.system_ms,
+            wall_time_ms: f.wall_ms,
+            peak_memory_kib: f.peak_kib,
+            violation: run.observed.violation.clone(),
+            error: run.observed.setup_failure.as_ref().map(ErrorInfo::of),
+            limits: limit_reports(&run.enforcement),
+            output_bytes: run.output_bytes,
+            learned: None,
+        }
+    }
+
     /// The exit status `moat run` leaves with (DESIGN.md's table).
     pub fn exit_code(&self) -> i32 {
         match self.status {
@@ -213,45 +259,6 @@ impl Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn exited(code: i32) -> i32 {
-        code << 8
-    }
-
-    #[test]
-    fn one_verdict() {
-        let mut o = Observed {
-            program_status: Some(exited(0)),
-            ..Default::default()
-        };
-        assert_eq!(o.verdict(), (Status::Ok, Some(0), None));
-        o.program_status = Some(exited(25));
-        assert_eq!(o.verdict(), (Status::NonzeroExit, Some(25), None));
-        o.program_status = Some(libc::SIGABRT);
-        assert_eq!(o.verdict(), (Status::Signaled, None, Some(libc::SIGABRT)));
-        o.exceeded.output = true;
-        o.program_status = Some(libc::SIGKILL);
-        assert_eq!(o.verdict().0, Status::OutputLimit);
-        o.exceeded.wall_time = true;
-        assert_eq!(o.verdict().0, Status::WallTimeLimit);
-        o.exceeded.cpu_time = true;
-        assert_eq!(o.verdict().0, Status::CpuTimeLimit);
-        o.exceeded.memory = true;
-        assert_eq!(o.verdict().0, Status::MemoryLimit);
-        o.violation = Some(Violation {
-            syscall: "socket".into(),
-            nr: 41,
-            args: [0; 6],
-            arch: "x86_64".into(),
-            pid: 1,
-        });
-        assert_eq!(o.verdict().0, Status::Violation);
-        o.setup_failure = Some(ErrorInfo {
-            kind: ErrorKind::Setup,
-            message: "x".into(),
-        });
-        assert_eq!(o.verdict().0, Status::SetupError);
-    }
 
     #[test]
     fn exit_codes_follow_the_table() {

@@ -17,9 +17,7 @@ pub mod core;
 pub mod names;
 pub mod rules;
 
-pub use compile::{
-    compile, Exec, Filter, SeccompError, FILE_CALLS, TRACE_BAD_ARCH, TRACE_DENIED, TRACE_FILE,
-};
-pub use core::{CORE_CONDITIONAL, CORE_DENIED, TRACE_CORE};
-pub use names::{arch_name, syscall_name, syscall_nr, AUDIT_ARCH_I386, AUDIT_ARCH_X86_64};
-pub use rules::{Action, CmpOp, Condition, Rule};
+pub use compile::{compile, Exec, Filter, SeccompError, FILE_CALLS, TRACE_DENIED, TRACE_FILE};
+pub use core::{CORE_CONDITIONAL, CORE_DENIED};
+pub use names::{arch_name, syscall_name};
+pub use rules::{Action, Condition, Rule};

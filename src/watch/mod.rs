@@ -1,11 +1,16 @@
-//! Watching one run: wire its stdio, give it a cgroup when a limit needs one, spawn
-//! the jail, monitor it (ptrace events, limits, output) until every process is gone.
+//! Watching one run: wire its stdio, give it a cgroup when a limit needs one, decide
+//! how each limit is enforced, spawn the jail, monitor it (ptrace events, limits,
+//! output) until every process is gone, and collect what was seen.
 //!
-//! Owns: the run's sequence, the monitor, the output relay, accounting and cgroups.
-//! May use: `jail`, `plan`, `config`, `seccomp`.
+//! Owns: the run's sequence, the enforcement decision, the monitor and its hooks, the
+//! output relay, accounting and cgroups. May use: `jail`, `plan`, `config`, `seccomp`.
+//! Decides no verdict: that is the report's.
 
 pub mod accounting;
 pub mod cgroup;
+pub mod enforce;
+pub mod hook;
 pub mod monitor;
 pub mod relay;
 pub mod run;
+pub mod stdio;

@@ -5,13 +5,11 @@
 //! Waits name only this thread's own children and tracees (`__WNOTHREAD`), so several
 //! jails monitored from several threads of one process never see each other's events.
 
+use super::hook::{Hook, TracedCall};
+use super::{accounting, relay};
 use crate::jail::spawn::Jail;
-use crate::learn::Learned;
-use crate::report::outcome::{Exceeded, Violation};
-use crate::seccomp;
-use crate::watch::{accounting, relay};
+use crate::seccomp::{self, bpf, bpf::SeccompData, Filter};
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
@@ -37,6 +35,8 @@ struct SyscallInfo {
 
 /// What the monitor enforces besides the syscall policy.
 pub struct Supervision<'a> {
+    /// moat's own filter, which decides every traced call.
+    pub filter: &'a Filter,
     pub started: Instant,
     pub wall: Option<Duration>,
     /// CPU time of the whole tree; checked every `SAMPLE` from `cpu_source` (a cgroup)
@@ -48,10 +48,28 @@ pub struct Supervision<'a> {
     /// Output streams to relay, and the cap on their total.
     pub relay: Vec<relay::Stream>,
     pub output_cap: u64,
-    /// Learning mode: calls outside the policy are noted and allowed (see `learn`).
-    pub learn: bool,
-    /// The program's working directory inside, for relative paths it opens.
-    pub cwd: PathBuf,
+}
+
+/// A syscall outside the policy, as the monitor saw it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Violation {
+    /// The syscall's name as its architecture numbers it (`unknown(N)` if none).
+    pub syscall: String,
+    pub nr: u64,
+    pub args: [u64; 6],
+    /// `x86_64`, `i386` (int 0x80) or `x32`.
+    pub arch: String,
+    /// The process or thread that made the call, as moat sees it.
+    pub pid: i32,
+}
+
+/// Which limits a run went past, as the monitor and the kernel's limits tell.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Exceeded {
+    pub wall_time: bool,
+    pub cpu_time: bool,
+    pub memory: bool,
+    pub output: bool,
 }
 
 /// How often CPU time and memory are sampled when a limit needs it.
@@ -73,13 +91,12 @@ pub struct Watch {
     /// killed with the jail may never be accounted to init.
     pub sampled_cpu: Option<(Duration, Duration)>,
     pub relayed: relay::Relayed,
-    /// What a learning run saw (None unless learning).
-    pub learned: Option<Learned>,
 }
 
 /// Runs the loop until the jail's init and every tracee are reaped, enforcing the
-/// limits of `sup` from a sampler thread and relaying output from another.
-pub fn watch(jail: &Jail, sup: Supervision<'_>) -> Watch {
+/// limits of `sup` from a sampler thread and relaying output from another. `hook` is
+/// asked about every call the filter traces after the program's exec.
+pub fn watch(jail: &Jail, sup: Supervision<'_>, hook: Option<&mut dyn Hook>) -> Watch {
     let mut w = Watch::default();
     let wall_hit = AtomicBool::new(false);
     let cpu_hit = AtomicBool::new(false);
@@ -163,10 +180,7 @@ pub fn watch(jail: &Jail, sup: Supervision<'_>) -> Watch {
                 })
             })
         });
-        if sup.learn {
-            w.learned = Some(Learned::default());
-        }
-        event_loop(jail, &mut w, &live, end_run, &sup.cwd);
+        event_loop(jail, &mut w, &live, end_run, sup.filter, hook);
         w.wall_time = sup.started.elapsed();
         drop(done_tx);
         if let Some(t) = relay_thread {
@@ -219,12 +233,46 @@ fn syscall_info(pid: libc::pid_t) -> Option<SyscallInfo> {
     (r > 0 && info.op == PTRACE_SYSCALL_INFO_SECCOMP).then_some(info)
 }
 
+/// What moat's own filter says of a traced call.
+enum Decision {
+    Allowed,
+    /// Traced, with the data moat's filter returns (`TRACE_DENIED`, `TRACE_CORE`, …).
+    Traced(u16),
+    /// Anything else (an errno would have won over the trace in the kernel); never
+    /// let through.
+    Refused,
+}
+
+/// Runs moat's own filter on the call the kernel reported. The `SECCOMP_RET_DATA` the
+/// kernel hands over is the newest filter's, and the program may have stacked its own
+/// filter to forge it: the decision is made from the call itself (arch, number,
+/// arguments) against moat's policy, never from that value.
+fn moat_decision(filter: &Filter, info: &SyscallInfo) -> Decision {
+    let data = SeccompData {
+        // seccomp_data.nr is an int; the kernel widens it in ptrace_syscall_info.
+        nr: info.nr as u32,
+        arch: info.arch,
+        instruction_pointer: info.instruction_pointer,
+        args: info.args,
+    };
+    match bpf::run(filter.insns(), &data) {
+        Some(r) if r & libc::SECCOMP_RET_ACTION_FULL == libc::SECCOMP_RET_ALLOW => {
+            Decision::Allowed
+        }
+        Some(r) if r & libc::SECCOMP_RET_ACTION_FULL == libc::SECCOMP_RET_TRACE => {
+            Decision::Traced((r & libc::SECCOMP_RET_DATA) as u16)
+        }
+        _ => Decision::Refused,
+    }
+}
+
 fn event_loop(
     jail: &Jail,
     w: &mut Watch,
     live: &Mutex<HashSet<libc::pid_t>>,
     end_run: &dyn Fn(),
-    cwd: &Path,
+    filter: &Filter,
+    mut hook: Option<&mut dyn Hook>,
 ) {
     let mut program: Option<libc::pid_t> = None;
     let mut ended: HashMap<libc::pid_t, i32> = HashMap::new();
@@ -260,11 +308,26 @@ fn event_loop(
         match status >> 16 {
             libc::PTRACE_EVENT_SECCOMP => {
                 let info = if exec_seen { syscall_info(pid) } else { None };
-                let learned = match (&info, w.learned.as_mut()) {
-                    (Some(info), Some(learned)) => note(learned, pid, info, cwd),
-                    _ => false,
+                let allowed = match &info {
+                    None => false,
+                    Some(i) => match moat_decision(filter, i) {
+                        // moat's own filter allows the call: the stop came from a filter
+                        // the program stacked on top, and the call may run as moat
+                        // allows it.
+                        Decision::Allowed => true,
+                        Decision::Traced(data) => hook.as_deref_mut().is_some_and(|h| {
+                            h.traced(&TracedCall {
+                                pid,
+                                arch: i.arch,
+                                nr: i.nr,
+                                args: i.args,
+                                data,
+                            })
+                        }),
+                        Decision::Refused => false,
+                    },
                 };
-                if !exec_seen || learned {
+                if !exec_seen || allowed {
                     cont(pid, libc::PTRACE_CONT, 0);
                 } else {
                     if w.violation.is_none() {
@@ -329,73 +392,4 @@ fn violation(pid: libc::pid_t, info: Option<&SyscallInfo>) -> Violation {
             pid,
         },
     }
-}
-
-/// Learning mode: notes a traced call and says whether it may go on. Foreign
-/// architectures, the core's argument checks and the always-denied core stay
-/// violations: a learned profile could not allow them anyway.
-fn note(learned: &mut Learned, pid: libc::pid_t, info: &SyscallInfo, cwd: &Path) -> bool {
-    let name = seccomp::syscall_name(info.arch, info.nr);
-    if seccomp::arch_name(info.arch, info.nr) != "x86_64"
-        || seccomp::CORE_DENIED.contains(&name.as_str())
-    {
-        return false;
-    }
-    let path_arg = seccomp::FILE_CALLS
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, i)| *i);
-    if let Some(i) = path_arg {
-        // openat-style calls with a directory fd other than AT_FDCWD name a path we
-        // cannot place; note only absolute and cwd-relative ones.
-        let dirfd_ok = i == 0 || info.args[0] as i32 == libc::AT_FDCWD;
-        if let Some(path) = read_string(pid, info.args[i]).filter(|_| dirfd_ok) {
-            learned
-                .files
-                .insert(crate::config::policy::normalize(&cwd.join(path)));
-        }
-    }
-    match info.ret_data as u16 {
-        seccomp::TRACE_FILE => true,
-        seccomp::TRACE_DENIED => {
-            if name == "execve" || name == "execveat" {
-                learned.exec = true;
-            } else {
-                learned.syscalls.insert(name);
-            }
-            true
-        }
-        _ => false,
-    }
-}
-
-/// Reads a NUL-terminated string (at most PATH_MAX bytes) from a tracee.
-fn read_string(pid: libc::pid_t, addr: u64) -> Option<PathBuf> {
-    let mut buf = vec![0u8; libc::PATH_MAX as usize];
-    let local = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    let remote = libc::iovec {
-        iov_base: addr as *mut libc::c_void,
-        iov_len: buf.len(),
-    };
-    // SAFETY: reads the tracee's memory into our buffer of the stated size; a short
-    // read (the string near the end of a mapping) is handled below.
-    let n = unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) };
-    let mut n = usize::try_from(n).unwrap_or(0);
-    if n == 0 {
-        // Page-crossing reads can fail as a whole; retry up to the page end.
-        let in_page = 4096 - (addr as usize % 4096);
-        let remote = libc::iovec {
-            iov_base: addr as *mut libc::c_void,
-            iov_len: in_page,
-        };
-        // SAFETY: as above, with a shorter length.
-        n = usize::try_from(unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) })
-            .unwrap_or(0);
-    }
-    let end = buf[..n].iter().position(|b| *b == 0)?;
-    use std::os::unix::ffi::OsStrExt;
-    Some(PathBuf::from(std::ffi::OsStr::from_bytes(&buf[..end])))
 }

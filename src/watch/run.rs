@@ -1,18 +1,17 @@
-//! One run, end to end: wire the program's stdio (files, or the output relay), put the
-//! jail in a cgroup when a limit needs one, spawn it, monitor it, and turn what was
-//! seen into one Outcome. The steps are the functions below, in that order.
+//! One run, end to end, as one linear sequence: wire the program's stdio, put the
+//! jail in a cgroup when a limit needs one, decide how each limit is enforced, spawn
+//! the jail, monitor it, and collect what was seen. The steps are the functions below,
+//! in that order; turning what was seen into a verdict is the report's job.
 
-use crate::config::limits::Limits;
-use crate::config::units;
-use crate::jail::spawn::{self, Jail, SpawnError};
+use super::cgroup::{self, Mechanism, Mechanisms, RunCgroup};
+use super::enforce::{self, Enforcement, Enforcer};
+use super::hook::Hook;
+use super::monitor::{self, Exceeded, Violation, Watch};
+use super::stdio::{Stdio, StdioError};
+use crate::config::limits::Limit;
+use crate::jail::spawn::{self, Jail, JailError};
+use crate::jail::stage::{ChildFailure, Stage};
 use crate::plan::Plan;
-use crate::report::outcome::{self, ErrorInfo, ErrorKind, Exceeded, Observed, Outcome, Status};
-use crate::watch::cgroup::{self, Mechanism, Mechanisms, RunCgroup};
-use crate::watch::monitor::{self, Watch};
-use crate::watch::relay;
-use std::fs::{File, OpenOptions};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -22,25 +21,84 @@ use std::time::{Duration, Instant};
 pub struct RunOptions {
     /// Read the program's stdin from this file (default: moat's own stdin).
     pub stdin: Option<PathBuf>,
-    /// Write the program's stdout / stderr to these files (default: moat's own).
+    /// Write the program's stdout to this file (default: moat's own).
     pub stdout: Option<PathBuf>,
+    /// Write the program's stderr to this file (default: moat's own).
     pub stderr: Option<PathBuf>,
     /// A delegated cgroup v2 directory to create the run's cgroup in (default: found
     /// from the host's layout).
     pub cgroup: Option<PathBuf>,
 }
 
-/// Runs a planned program in the jail and waits for its one verdict. Call it from the
-/// thread that should monitor the run; any number of threads may run jails at once.
-pub fn run(plan: &Plan) -> Result<Outcome, SpawnError> {
-    run_with(plan, &RunOptions::default())
+/// Why a run could not be started.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    #[error(transparent)]
+    Stdio(#[from] StdioError),
+    /// The cgroup the caller named (`RunOptions::cgroup`) cannot be used.
+    #[error("cannot use the cgroup given: {0}")]
+    Cgroup(#[from] cgroup::CgroupError),
+    #[error(transparent)]
+    Jail(#[from] JailError),
 }
 
-/// As `run`, with the run's stdio and cgroup chosen by `opts`.
-pub fn run_with(plan: &Plan, opts: &RunOptions) -> Result<Outcome, SpawnError> {
+/// How the program's setup failed inside the jail, if it did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetupFailure {
+    pub stage: Option<Stage>,
+    pub errno: i32,
+    /// What failed, in words, with a hint where there is a usual cause.
+    pub message: String,
+}
+
+/// What happened, as the verdict needs it: the monitor's findings plus what the
+/// kernel's own limits left behind (an OOM kill, SIGXCPU, SIGXFSZ).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Observed {
+    /// The program's wait status (raw), if it ended on its own or by a signal.
+    pub program_status: Option<i32>,
+    pub violation: Option<Violation>,
+    pub exceeded: Exceeded,
+    pub setup_failure: Option<SetupFailure>,
+}
+
+/// CPU time and peak memory of the run, from the best source there is: the cgroup,
+/// else the larger of the kernel's accounting of init and the monitor's samples
+/// (processes killed with the jail never reach init's accounting).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Figures {
+    pub user_ms: u64,
+    pub system_ms: u64,
+    pub wall_ms: u64,
+    pub peak_kib: u64,
+    /// init's maxrss: the largest resident set of any process it reaped.
+    pub maxrss_kib: u64,
+}
+
+/// Everything one run left to report.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub observed: Observed,
+    pub figures: Figures,
+    pub enforcement: Enforcement,
+    /// Bytes of stdout and stderr delivered (counted only when output is relayed).
+    pub output_bytes: [u64; 2],
+}
+
+/// Runs a planned program in the jail and waits until every process of it is gone.
+/// Call it from the thread that should monitor the run; any number of threads may run
+/// jails at once. `hook` is asked about every call the filter traces after the exec.
+pub fn run(plan: &Plan, opts: &RunOptions, hook: Option<&mut dyn Hook>) -> Result<Run, RunError> {
     let limits = &plan.policy.limits;
-    let stdio = Stdio::prepare(opts, limits.output.is_some())?;
-    let (cg, fallback) = run_cgroup(limits, opts)?;
+    let stdio = Stdio::prepare(
+        opts.stdin.as_deref(),
+        opts.stdout.as_deref(),
+        opts.stderr.as_deref(),
+        limits.output.is_some(),
+    )?;
+    let (cg, no_cgroup) = run_cgroup(plan, opts)?;
+    let enforcement = Enforcement::decide(limits, cg.as_ref(), no_cgroup.as_deref());
     let mechanisms = cg.as_ref().map_or(Mechanisms::NONE, RunCgroup::mechanisms);
 
     let started = Instant::now();
@@ -55,112 +113,28 @@ pub fn run_with(plan: &Plan, opts: &RunOptions) -> Result<Outcome, SpawnError> {
             .map(|(u, s)| u + s)
     };
     let cpu_source: Option<&(dyn Fn() -> Option<Duration> + Sync)> =
-        (mechanisms.cpu != Mechanism::None).then_some(&cg_cpu);
-    let watch = monitor::watch(
-        &jail,
-        monitor::Supervision {
-            started,
-            wall: limits.wall_time,
-            cpu: limits.cpu_time,
-            cpu_source,
-            // A cgroup's memory limit is the kernel's to enforce.
-            memory: limits
-                .memory
-                .filter(|_| mechanisms.memory == Mechanism::None),
-            relay: stdio.relay,
-            output_cap: limits.output.unwrap_or(u64::MAX),
-            learn: plan.policy.learn,
-            cwd: plan.policy.cwd.clone(),
-        },
-    );
+        enforcement.by_cgroup(Limit::CpuTime).then_some(&cg_cpu);
+    let supervision = monitor::Supervision {
+        filter: &plan.filter,
+        started,
+        wall: limits.wall_time,
+        cpu: limits.cpu_time,
+        cpu_source,
+        // A cgroup's memory limit is the kernel's to enforce.
+        memory: enforcement.value_if(Limit::Memory, Enforcer::Monitor),
+        relay: stdio.relay,
+        output_cap: limits.output.unwrap_or(u64::MAX),
+    };
+    let watch = monitor::watch(&jail, supervision, hook);
     let figures = Figures::collect(&watch, cg.as_ref(), mechanisms);
-    let observed = observe(plan, &jail, &watch, &figures, cg.as_ref());
+    let observed = observe(plan, &jail, &watch, &figures, &enforcement, cg.as_ref());
     drop(cg); // kills leftovers and removes the cgroup
-    let (status, exit_code, signal) = observed.verdict();
-    let ran = status != Status::SetupError;
-    Ok(Outcome {
-        status,
-        exit_code: exit_code.filter(|_| ran),
-        signal: signal.filter(|_| ran),
-        cpu_time_ms: figures.user_ms + figures.system_ms,
-        user_time_ms: figures.user_ms,
-        system_time_ms: figures.system_ms,
-        wall_time_ms: watch.wall_time.as_millis() as u64,
-        peak_memory_kib: figures.peak_kib,
-        violation: observed.violation,
-        error: observed.setup_failure,
-        limits: limit_reports(limits, mechanisms, fallback.as_deref()),
+    Ok(Run {
+        observed,
+        figures,
+        enforcement,
         output_bytes: watch.relayed.delivered,
-        learned: watch.learned.clone(),
     })
-}
-
-/// The program's stdin, stdout and stderr as the child gets them.
-struct Stdio {
-    /// Descriptors for the child's 0, 1, 2 (-1: moat's own).
-    child: [RawFd; 3],
-    /// The pipes' write ends, which the parent must close once the child holds them.
-    child_ends: Vec<OwnedFd>,
-    relay: Vec<relay::Stream>,
-    /// The files, kept open until the run ends.
-    _files: Vec<File>,
-}
-
-impl Stdio {
-    /// Files where asked for; with an output cap, pipes the monitor relays to the real
-    /// destination (the file, or moat's own stream), counting.
-    fn prepare(opts: &RunOptions, relayed: bool) -> Result<Stdio, SpawnError> {
-        let err = |what: &'static str| move |source| SpawnError::Sys { what, source };
-        let create = |p: &PathBuf| {
-            OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .custom_flags(libc::O_CLOEXEC)
-                .open(p)
-        };
-        let stdin = opts
-            .stdin
-            .as_ref()
-            .map(File::open)
-            .transpose()
-            .map_err(err("opening the --stdin file"))?;
-        let outputs = [
-            opts.stdout
-                .as_ref()
-                .map(create)
-                .transpose()
-                .map_err(err("creating the --stdout file"))?,
-            opts.stderr
-                .as_ref()
-                .map(create)
-                .transpose()
-                .map_err(err("creating the --stderr file"))?,
-        ];
-        let mut out = Stdio {
-            child: [stdin.as_ref().map_or(-1, |f| f.as_raw_fd()), -1, -1],
-            child_ends: Vec::new(),
-            relay: Vec::new(),
-            _files: Vec::new(),
-        };
-        for (i, file) in outputs.iter().enumerate() {
-            let dest = file.as_ref().map_or(i as RawFd + 1, |f| f.as_raw_fd());
-            if relayed {
-                let (from, to) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-                    .map_err(|e| err("creating the output relay")(e.into()))?;
-                out.child[i + 1] = to.as_raw_fd();
-                out.child_ends.push(to);
-                out.relay.push(relay::Stream { from, to: dest });
-            } else if file.is_some() {
-                out.child[i + 1] = dest;
-            }
-        }
-        out._files = stdin
-            .into_iter()
-            .chain(outputs.into_iter().flatten())
-            .collect();
-        Ok(out)
-    }
 }
 
 fn host_layout() -> &'static cgroup::Layout {
@@ -177,52 +151,27 @@ fn host_layout() -> &'static cgroup::Layout {
 /// fall back to rlimits and the monitor's own accounting, and the second value says
 /// why, for the report. A cgroup directory the caller named must work.
 fn run_cgroup(
-    limits: &Limits,
+    plan: &Plan,
     opts: &RunOptions,
-) -> Result<(Option<RunCgroup>, Option<String>), SpawnError> {
-    let wanted = Mechanisms {
-        memory: if limits.memory.is_some() {
-            Mechanism::CgroupV2
-        } else {
-            Mechanism::None
-        },
-        pids: if limits.processes.is_some() {
-            Mechanism::CgroupV2
-        } else {
-            Mechanism::None
-        },
-        cpu: if limits.cpu_time.is_some() {
-            Mechanism::CgroupV2
-        } else {
-            Mechanism::None
-        },
-    };
-    if wanted == Mechanisms::NONE && opts.cgroup.is_none() {
+) -> Result<(Option<RunCgroup>, Option<String>), RunError> {
+    let request = enforce::cgroup_request(&plan.policy.limits);
+    let wanted = request.memory_max.is_some() || request.pids_max.is_some() || request.want_cpu;
+    if !wanted && opts.cgroup.is_none() {
         return Ok((None, None));
     }
     let layout = match &opts.cgroup {
         Some(dir) => host_layout().clone().with_v2_base(dir.clone()),
         None => host_layout().clone(),
     };
-    let request = cgroup::Request {
-        memory_max: limits.memory,
-        // moat's init lives in the cgroup too.
-        pids_max: limits.processes.map(|p| p + 1),
-        want_cpu: limits.cpu_time.is_some(),
-    };
     let cg = match RunCgroup::create(&layout, &request) {
         Ok(cg) => cg,
-        Err(e) if opts.cgroup.is_some() => return Err(SpawnError::Cgroup(e.to_string())),
+        Err(e) if opts.cgroup.is_some() => return Err(RunError::Cgroup(e)),
         Err(e) => return Ok((None, Some(e.to_string()))),
     };
     let got = cg.mechanisms();
-    let missing = [
-        (wanted.memory, got.memory),
-        (wanted.pids, got.pids),
-        (wanted.cpu, got.cpu),
-    ]
-    .iter()
-    .any(|(w, g)| *w != Mechanism::None && *g == Mechanism::None);
+    let missing = (request.memory_max.is_some() && got.memory == Mechanism::None)
+        || (request.pids_max.is_some() && got.pids == Mechanism::None)
+        || (request.want_cpu && got.cpu == Mechanism::None);
     let why = missing.then(|| {
         let mut why = layout.describe();
         for n in cg.notes() {
@@ -231,17 +180,6 @@ fn run_cgroup(
         why
     });
     Ok((Some(cg), why))
-}
-
-/// CPU time and peak memory of the run, from the best source there is: the cgroup,
-/// else the larger of the kernel's accounting of init and the monitor's samples
-/// (processes killed with the jail never reach init's accounting).
-struct Figures {
-    user_ms: u64,
-    system_ms: u64,
-    peak_kib: u64,
-    /// init's maxrss: the largest resident set of any process it reaped.
-    maxrss_kib: u64,
 }
 
 impl Figures {
@@ -271,41 +209,43 @@ impl Figures {
         Figures {
             user_ms: user,
             system_ms: system,
+            wall_ms: watch.wall_time.as_millis() as u64,
             peak_kib,
             maxrss_kib,
         }
     }
 }
 
-/// What happened, as the verdict needs it: the monitor's findings plus what the
-/// kernel's own limits left behind (an OOM kill, SIGXCPU, SIGXFSZ).
+/// The monitor's findings, the child's own report of a failed setup, and the signs the
+/// kernel's limits leave, read against how each limit was enforced.
 fn observe(
     plan: &Plan,
     jail: &Jail,
     watch: &Watch,
     f: &Figures,
+    enforcement: &Enforcement,
     cg: Option<&RunCgroup>,
 ) -> Observed {
     let limits = &plan.policy.limits;
-    let setup_failure = jail.failures().first().map(|fail| ErrorInfo {
-        kind: match (fail.stage, fail.errno) {
-            (spawn::STAGE_EXEC, libc::ENOENT) => ErrorKind::ProgramNotFound,
-            (spawn::STAGE_EXEC, _) => ErrorKind::ProgramNotExecutable,
-            _ => ErrorKind::Setup,
-        },
-        message: spawn::describe(plan, fail),
-    });
+    let setup_failure = jail
+        .failures()
+        .first()
+        .map(|fail: &ChildFailure| SetupFailure {
+            stage: fail.stage(),
+            errno: fail.errno,
+            message: fail.describe(plan),
+        });
     let died_of = |sig: i32| {
         watch
             .program_status
             .is_some_and(|s| libc::WIFSIGNALED(s) && libc::WTERMSIG(s) == sig)
     };
-    let cgroup_memory = cg.is_some_and(|c| c.memory_mechanism() != Mechanism::None);
+    let memory_by_monitor = enforcement.value_if(Limit::Memory, Enforcer::Monitor);
     let exceeded = Exceeded {
         wall_time: watch.exceeded.wall_time,
         memory: watch.exceeded.memory
             || cg.is_some_and(RunCgroup::oom_killed)
-            || (!cgroup_memory && limits.memory.is_some_and(|m| f.maxrss_kib * 1024 > m)),
+            || memory_by_monitor.is_some_and(|m| f.maxrss_kib * 1024 > m),
         // The RLIMIT_CPU backstop ends a process with SIGXCPU (soft) or SIGKILL (hard).
         cpu_time: watch.exceeded.cpu_time
             || limits.cpu_time.is_some_and(|c| {
@@ -321,67 +261,4 @@ fn observe(
         exceeded,
         setup_failure,
     }
-}
-
-/// Which mechanism enforced each limit that was set.
-fn limit_reports(l: &Limits, m: Mechanisms, fallback: Option<&str>) -> Vec<outcome::LimitReport> {
-    use cgroup::Mechanism::*;
-    let Mechanisms { memory, pids, cpu } = m;
-    let why = fallback
-        .map(|f| format!(" (no cgroup: {f})"))
-        .unwrap_or_default();
-    let mut out = Vec::new();
-    let mut add = |name: &'static str, value: Option<String>, by: String| {
-        if let Some(value) = value {
-            out.push(outcome::LimitReport {
-                name,
-                value,
-                enforced_by: by,
-            });
-        }
-    };
-    let dur = |d: Option<Duration>| d.map(|d| units::Dur(d).to_string());
-    let size = |s: Option<u64>| s.map(|s| units::Size(s).to_string());
-    add(
-        "cpu_time",
-        dur(l.cpu_time),
-        match cpu {
-            CgroupV2 => "cgroup v2 cpu.stat, sampled by the monitor; RLIMIT_CPU backstop".into(),
-            CgroupV1 => "cgroup v1 cpuacct, sampled by the monitor; RLIMIT_CPU backstop".into(),
-            None => format!("monitor sampling /proc; RLIMIT_CPU backstop{why}"),
-        },
-    );
-    add("wall_time", dur(l.wall_time), "monitor".into());
-    add(
-        "memory",
-        size(l.memory),
-        match memory {
-            CgroupV2 => "cgroup v2 memory.max".into(),
-            CgroupV1 => "cgroup v1 memory.limit_in_bytes".into(),
-            None => format!("monitor sampling /proc (resident memory of the tree){why}"),
-        },
-    );
-    add(
-        "processes",
-        l.processes.map(|p| p.to_string()),
-        match pids {
-            CgroupV2 => "cgroup v2 pids.max; RLIMIT_NPROC".into(),
-            CgroupV1 => "cgroup v1 pids.max; RLIMIT_NPROC".into(),
-            None => format!("RLIMIT_NPROC (counted per user namespace){why}"),
-        },
-    );
-    add(
-        "output",
-        size(l.output),
-        "monitor (relayed and cut at the cap)".into(),
-    );
-    add("file_size", size(l.file_size), "RLIMIT_FSIZE".into());
-    add("stack", size(l.stack), "RLIMIT_STACK".into());
-    add(
-        "open_files",
-        l.open_files.map(|n| n.to_string()),
-        "RLIMIT_NOFILE".into(),
-    );
-    add("address_space", size(l.address_space), "RLIMIT_AS".into());
-    out
 }

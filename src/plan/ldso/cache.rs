@@ -257,16 +257,19 @@ impl LdCache {
     }
 
     /// Number of entries (all ABIs).
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
     /// The path ld.so would take from the cache for `soname`, for an x86-64
     /// requester (`x86_64 == true`) or an i386 one.
+    #[cfg(test)]
     pub fn lookup(&self, soname: &str, x86_64: bool) -> Option<&Path> {
         self.lookup_os(OsStr::new(soname), x86_64)
     }

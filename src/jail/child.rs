@@ -1,0 +1,208 @@
+//! The child's side, one linear sequence: init (PID 1 inside) becomes the inside ids,
+//! builds the root and pivots into it, sets the hostname and loopback, forks the
+//! program's process and stays behind as its init; the program's process sheds every
+//! privilege, loads the seccomp filter and execs.
+//!
+//! Everything here runs after a clone of a possibly multi-threaded parent: it
+//! allocates nothing and takes no lock, it only makes system calls on what
+//! [`Prepared`] holds.
+
+use super::mnt::MountOps;
+use super::stage::{ChildFailure, Stage};
+use super::sys::{self, errno};
+use super::{init, net, privs};
+use std::ffi::CString;
+use std::os::fd::RawFd;
+
+/// Everything the child touches, prepared in the parent before the clone.
+pub struct Prepared {
+    pub mounts: MountOps,
+    pub hostname: CString,
+    pub program: CString,
+    /// NUL-terminated arrays of pointers into the plan's argv and envp.
+    pub argv: Vec<*const libc::c_char>,
+    pub envp: Vec<*const libc::c_char>,
+    pub cwd: CString,
+    pub filter: libc::sock_fprog,
+    pub rlimits: Vec<(libc::__rlimit_resource_t, libc::rlimit)>,
+    pub uid: u32,
+    pub gid: u32,
+    pub drop_groups: bool,
+    pub err_fd: RawFd,
+    pub go_fd: RawFd,
+    /// Descriptors to put on the program's 0, 1 and 2 (-1: keep moat's own).
+    pub stdio: [RawFd; 3],
+    /// moat's command line in memory (arg_start, arg_end from /proc/self/stat), which
+    /// init wipes: it never execs, and /proc/1/cmdline would show it to the program.
+    pub args_area: Option<(usize, usize)>,
+}
+
+/// Reports a failure to the parent and leaves. No allocation.
+fn fail(p: &Prepared, stage: Stage, index: u32, err: i32) -> ! {
+    let rec = ChildFailure::new(stage, index, err);
+    // Nothing more can be done if the pipe is gone: the parent then sees the exit code.
+    let _ = sys::write_all(p.err_fd, &rec.to_bytes());
+    exit(rec.exit_code())
+}
+
+/// Leaves at once, running no destructor or atexit handler of the parent's copy of
+/// the address space.
+fn exit(code: i32) -> ! {
+    // SAFETY: _exit has no preconditions.
+    unsafe { libc::_exit(code) }
+}
+
+/// Sets every signal but SIGKILL, SIGSTOP and those in `keep` to its default action.
+fn default_signals(keep: libc::c_int) {
+    for sig in 1..libc::SIGRTMAX() {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP && sig != keep {
+            // SAFETY: installing SIG_DFL touches no memory of ours.
+            unsafe { libc::signal(sig, libc::SIG_DFL) };
+        }
+    }
+}
+
+/// Closes every descriptor but stdio and `keep` (-1 entries ignored), so nothing the
+/// parent holds, including other jails' pipes opened by other threads, reaches the
+/// jail. No allocation.
+fn close_fds_except(mut keep: [RawFd; 5]) {
+    keep.sort_unstable();
+    let close = |from: libc::c_uint, to: libc::c_uint| {
+        if from > to {
+            return;
+        }
+        // SAFETY: close_range on our own descriptor table.
+        if unsafe { libc::syscall(libc::SYS_close_range, from, to, 0) } < 0 {
+            // Kernels before 5.9: close one by one up to a sane bound.
+            for fd in from..=to.min(65_535) {
+                sys::close(fd as RawFd);
+            }
+        }
+    };
+    let mut from: libc::c_uint = 3;
+    for k in keep {
+        if k < 0 || (k as libc::c_uint) < from {
+            continue;
+        }
+        close(from, k as libc::c_uint - 1);
+        from = k as libc::c_uint + 1;
+    }
+    close(from, libc::c_uint::MAX);
+}
+
+/// The jail's first process (PID 1 inside). Never returns.
+pub fn init_main(p: &Prepared) -> ! {
+    // Die with moat: until the monitor is attached (EXITKILL) this is what takes the
+    // jail down if moat is killed.
+    // SAFETY: a prctl with integer arguments on ourselves.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    close_fds_except([p.err_fd, p.go_fd, p.stdio[0], p.stdio[1], p.stdio[2]]);
+    let mut byte = 0u8;
+    // SAFETY: a one-byte read into a stack variable.
+    let n = unsafe { libc::read(p.go_fd, (&mut byte as *mut u8).cast(), 1) };
+    if n != 1 {
+        // The parent died or gave up before the maps were written: nothing to do.
+        exit(125);
+    }
+    sys::close(p.go_fd);
+    // The run's stdin/stdout/stderr (files, or the output relay's pipes).
+    for (target, fd) in p.stdio.iter().copied().enumerate() {
+        // SAFETY: dup2 on descriptors of our own table.
+        if fd >= 0 && fd != target as RawFd && unsafe { libc::dup2(fd, target as RawFd) } < 0 {
+            fail(p, Stage::Stdio, target as u32, errno());
+        }
+    }
+    for fd in p.stdio {
+        if fd > 2 {
+            sys::close(fd);
+        }
+    }
+    // Init is a copy of moat's memory and runs as the same uid as the program:
+    // non-dumpable, the program can neither read it (/proc/1/mem, environ,
+    // process_vm_readv) nor attach to it. Only now, since the parent had to write our
+    // id maps first (a non-dumpable process's /proc files are root's); the program's
+    // own exec makes it dumpable again for itself.
+    // SAFETY: a prctl with integer arguments on ourselves.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+
+    // Become the inside ids now, while keeping every capability of this user namespace
+    // (the old id was not the namespace's root, so nothing is cleared): files the root
+    // build creates are then owned by an id that exists inside.
+    if p.drop_groups && privs::set_groups_none() < 0 {
+        fail(p, Stage::Groups, 0, errno());
+    }
+    if privs::set_ids(p.uid, p.gid) < 0 {
+        fail(p, Stage::Ids, 0, errno());
+    }
+    if let Err((stage, step, e)) = p.mounts.apply() {
+        fail(p, stage, step, e);
+    }
+    // SAFETY: sethostname with a prepared buffer and its length.
+    if unsafe { libc::sethostname(p.hostname.as_ptr(), p.hostname.as_bytes().len()) } < 0 {
+        fail(p, Stage::Hostname, 0, errno());
+    }
+    if let Err(e) = net::loopback_up() {
+        fail(p, Stage::Loopback, 0, e);
+    }
+    let pid = sys::clone_fork(0);
+    if pid == 0 {
+        program_main(p);
+    }
+    if pid < 0 {
+        fail(p, Stage::Fork, 0, errno());
+    }
+    // Init is a copy of moat that never execs: leave the program nothing in it to
+    // target. Wipe moat's command line (readable in /proc/1/cmdline), give every signal
+    // its default action (a PID 1 then ignores whatever the program sends it), and
+    // give up every capability it still holds in the jail's user namespace.
+    if let Some((start, end)) = p.args_area {
+        // SAFETY: the argv strings of this process's own (copied) address space; the
+        // bounds came from the kernel, and nothing in the child reads argv again.
+        unsafe { std::ptr::write_bytes(start as *mut u8, 0, end - start) };
+    }
+    default_signals(libc::SIGCHLD);
+    let _ = privs::drop_all(p.uid, p.gid, false);
+    init::reap_until(pid)
+}
+
+/// The program's process: sheds everything, then execs. Never returns.
+fn program_main(p: &Prepared) -> ! {
+    // A new session without a controlling terminal: the program cannot reach the
+    // caller's terminal through /dev/tty or job control.
+    // SAFETY: setsid has no arguments.
+    if unsafe { libc::setsid() } < 0 {
+        fail(p, Stage::Setsid, 0, errno());
+    }
+    // Ignored signals survive exec; moat's own (SIGPIPE ignored by the Rust runtime)
+    // must not leak into the program, nor a blocked mask.
+    default_signals(0);
+    // SAFETY: an all-zero sigset_t is a valid (empty) set.
+    let mut empty: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: sigemptyset and sigprocmask on a stack set.
+    if unsafe {
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut())
+    } < 0
+    {
+        fail(p, Stage::Signals, 0, errno());
+    }
+    if let Err(e) = sys::chdir(&p.cwd) {
+        fail(p, Stage::Chdir, 0, e);
+    }
+    for (i, (resource, limit)) in p.rlimits.iter().enumerate() {
+        // SAFETY: setrlimit reads a prepared rlimit struct.
+        if unsafe { libc::setrlimit(*resource, limit) } < 0 {
+            fail(p, Stage::Rlimit, i as u32, errno());
+        }
+    }
+    if let Err((stage, e)) = privs::drop_all(p.uid, p.gid, false) {
+        fail(p, stage, 0, e);
+    }
+    if let Err((stage, e)) = privs::load_filter(&p.filter) {
+        fail(p, stage, 0, e);
+    }
+    // SAFETY: execve with prepared NUL-terminated arrays. The error pipe is O_CLOEXEC,
+    // so after a successful exec the program holds only fds 0, 1 and 2.
+    unsafe { libc::execve(p.program.as_ptr(), p.argv.as_ptr(), p.envp.as_ptr()) };
+    fail(p, Stage::Exec, 0, errno())
+}

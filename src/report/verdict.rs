@@ -1,0 +1,85 @@
+//! One exact verdict from what a run left: a setup failure wins (the program never
+//! ran), then a violation, then what moat itself ended the run for, then how the
+//! program ended.
+
+use super::outcome::Status;
+use crate::watch::run::Observed;
+
+/// The verdict, the program's exit code and the signal that ended it.
+pub fn verdict(o: &Observed) -> (Status, Option<i32>, Option<i32>) {
+    let (code, sig) = match o.program_status {
+        Some(s) if libc::WIFEXITED(s) => (Some(libc::WEXITSTATUS(s)), None),
+        Some(s) if libc::WIFSIGNALED(s) => (None, Some(libc::WTERMSIG(s))),
+        _ => (None, None),
+    };
+    let status = if o.setup_failure.is_some() {
+        Status::SetupError
+    } else if o.violation.is_some() {
+        Status::Violation
+    } else if o.exceeded.memory {
+        Status::MemoryLimit
+    } else if o.exceeded.cpu_time {
+        Status::CpuTimeLimit
+    } else if o.exceeded.wall_time {
+        Status::WallTimeLimit
+    } else if o.exceeded.output {
+        Status::OutputLimit
+    } else {
+        match (code, sig) {
+            (Some(0), _) => Status::Ok,
+            (Some(_), _) => Status::NonzeroExit,
+            (None, Some(_)) => Status::Signaled,
+            // The program vanished without a status: only possible if init was
+            // killed from outside the jail.
+            (None, None) => Status::Signaled,
+        }
+    };
+    (status, code, sig)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::watch::monitor::Violation;
+    use crate::watch::run::SetupFailure;
+
+    fn exited(code: i32) -> i32 {
+        code << 8
+    }
+
+    #[test]
+    fn one_verdict() {
+        let mut o = Observed {
+            program_status: Some(exited(0)),
+            ..Default::default()
+        };
+        assert_eq!(verdict(&o), (Status::Ok, Some(0), None));
+        o.program_status = Some(exited(25));
+        assert_eq!(verdict(&o), (Status::NonzeroExit, Some(25), None));
+        o.program_status = Some(libc::SIGABRT);
+        assert_eq!(verdict(&o), (Status::Signaled, None, Some(libc::SIGABRT)));
+        o.exceeded.output = true;
+        o.program_status = Some(libc::SIGKILL);
+        assert_eq!(verdict(&o).0, Status::OutputLimit);
+        o.exceeded.wall_time = true;
+        assert_eq!(verdict(&o).0, Status::WallTimeLimit);
+        o.exceeded.cpu_time = true;
+        assert_eq!(verdict(&o).0, Status::CpuTimeLimit);
+        o.exceeded.memory = true;
+        assert_eq!(verdict(&o).0, Status::MemoryLimit);
+        o.violation = Some(Violation {
+            syscall: "socket".into(),
+            nr: 41,
+            args: [0; 6],
+            arch: "x86_64".into(),
+            pid: 1,
+        });
+        assert_eq!(verdict(&o).0, Status::Violation);
+        o.setup_failure = Some(SetupFailure {
+            stage: None,
+            errno: libc::EPERM,
+            message: "x".into(),
+        });
+        assert_eq!(verdict(&o).0, Status::SetupError);
+    }
+}
