@@ -6,7 +6,7 @@
 //! short-lived forked children so the calling process keeps its namespaces and has
 //! no tracee left behind.
 
-use crate::watch::cgroup::{parse_mountinfo, Mount};
+use crate::watch::cgroup::mountinfo::{parse_mountinfo, Mount};
 use std::fmt::Write as _;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
@@ -925,7 +925,7 @@ struct CgroupEntry {
 
 /// /proc/self/cgroup, parsed by the cgroup module (one parser for both).
 fn parse_proc_cgroup(text: &str) -> Vec<CgroupEntry> {
-    crate::watch::cgroup::parse_self_cgroup(text)
+    crate::watch::cgroup::mountinfo::parse_self_cgroup(text)
         .into_iter()
         .map(|(controllers, path)| {
             let controllers: Vec<String> =
@@ -942,7 +942,7 @@ fn parse_proc_cgroup(text: &str) -> Vec<CgroupEntry> {
 /// The directory of cgroup `path` under `mount` (the cgroup module's rule), or `None`
 /// when the mount shows only a part of the hierarchy that does not contain it.
 fn cgroup_dir(mount: &Mount, path: &str) -> Option<String> {
-    crate::watch::cgroup::cgroup_dir(Path::new("/"), mount, path).map(|d| d.display().to_string())
+    crate::watch::cgroup::mountinfo::cgroup_dir(Path::new("/"), mount, path).map(|d| d.display().to_string())
 }
 
 fn words(text: Option<String>) -> Vec<String> {
