@@ -25,7 +25,6 @@
 //! # Ok::<(), moat::Error>(())
 //! ```
 #![warn(missing_docs)]
-#![deny(clippy::undocumented_unsafe_blocks)]
 
 #[allow(missing_docs)]
 pub mod check;

@@ -129,12 +129,13 @@ impl Args for LimitFlags {
 
 fn overrides(a: &RunArgs, learn: bool) -> Result<Overrides, moat::Error> {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
-    let mut o = Overrides::default();
+    let mut binds = Vec::new();
     for (specs, rw) in [(&a.bind, false), (&a.bind_rw, true)] {
         for spec in specs {
-            o.binds.push(Bind::parse(spec, rw, &cwd)?);
+            binds.push(Bind::parse(spec, rw, &cwd)?);
         }
     }
+    let mut env = Vec::new();
     for kv in &a.env {
         let Some((k, v)) = kv.split_once('=') else {
             return Err(PolicyError::Option {
@@ -144,12 +145,15 @@ fn overrides(a: &RunArgs, learn: bool) -> Result<Overrides, moat::Error> {
             }
             .into());
         };
-        o.env.push((k.to_string(), v.to_string()));
+        env.push((k.to_string(), v.to_string()));
     }
-    o.cwd = a.cwd.clone();
-    o.limits = a.limits.0.clone();
-    o.learn = learn;
-    Ok(o)
+    Ok(Overrides {
+        binds,
+        cwd: a.cwd.clone(),
+        env,
+        limits: a.limits.0.clone(),
+        learn,
+    })
 }
 
 fn build(a: &RunArgs, learn: bool) -> Result<Plan, moat::Error> {
@@ -171,11 +175,12 @@ fn write_report(a: &RunArgs, outcome: &moat::Outcome) {
 /// Builds and runs; reports errors and the verdict on stderr and in the report.
 /// Err carries the exit status of a run that could not start.
 fn run_as(a: &RunArgs, learn: bool) -> Result<(Plan, moat::Outcome), u8> {
-    let mut options = moat::RunOptions::default();
-    options.stdin = a.stdin.clone();
-    options.stdout = a.stdout.clone();
-    options.stderr = a.stderr.clone();
-    options.cgroup = a.cgroup.clone();
+    let options = moat::RunOptions {
+        stdin: a.stdin.clone(),
+        stdout: a.stdout.clone(),
+        stderr: a.stderr.clone(),
+        cgroup: a.cgroup.clone(),
+    };
     let ran = build(a, learn).and_then(|plan| {
         let outcome = moat::run_with(&plan, &options)?;
         Ok((plan, outcome))

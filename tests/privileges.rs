@@ -135,10 +135,8 @@ fn the_callers_terminal_is_not_the_programs_controlling_terminal() {
 fn extra_fds() -> Vec<OwnedFd> {
     let mut ends = [0; 2];
     // SAFETY: pipe2 into a stack array.
-    assert_eq!(
-        unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC) },
-        0
-    );
+    let made = unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC) };
+    assert_eq!(made, 0);
     // SAFETY: fresh descriptors from pipe2.
     let (r, w) = unsafe { (OwnedFd::from_raw_fd(ends[0]), OwnedFd::from_raw_fd(ends[1])) };
     [(&r, 3), (&w, 100), (&r, 900)]

@@ -8,14 +8,34 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::Path;
 
-/// The operations where cgroupfs and an ordinary directory tree behave differently:
-/// the kernel fills a new cgroup with control files and removes them with it. Tests
-/// replace this to run the real logic on a fake tree; reads and writes of control
-/// files go to the file system directly in both cases.
+/// The host as the cgroup code sees it: the operations where cgroupfs and an ordinary
+/// directory tree behave differently (the kernel fills a new cgroup with control files
+/// and removes them with it), and the reads the layout is detected from. Tests replace
+/// it to run the real logic on a fake tree (`moat check`'s tests on an in-memory one);
+/// the control files of a run's own cgroups are read and written directly.
 pub(crate) trait Fs: Send + Sync + fmt::Debug {
     fn mkdir(&self, dir: &Path) -> io::Result<()>;
     fn rmdir(&self, dir: &Path) -> io::Result<()>;
     fn check_writable(&self, path: &Path) -> io::Result<()>;
+    fn read(&self, path: &Path) -> Option<String> {
+        fs::read_to_string(path).ok()
+    }
+    fn exists(&self, path: &Path) -> bool {
+        path.exists()
+    }
+    /// The uid the writability checks are for (named in the reasons given).
+    fn uid(&self) -> u32 {
+        uid()
+    }
+}
+
+/// The words of a file read through `fs` (`+` prefixes of subtree_control dropped).
+pub(crate) fn words_via(fs: &dyn Fs, path: &Path) -> Vec<String> {
+    fs.read(path)
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(|w| w.trim_start_matches('+').to_string())
+        .collect()
 }
 
 #[derive(Debug)]
@@ -42,6 +62,7 @@ pub(crate) fn read_words(path: &Path) -> Vec<String> {
         .collect()
 }
 
+#[cfg(test)]
 pub(crate) fn has_processes(dir: &Path) -> bool {
     fs::read_to_string(dir.join("cgroup.procs")).is_ok_and(|t| !t.trim().is_empty())
 }

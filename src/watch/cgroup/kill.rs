@@ -29,7 +29,10 @@ pub(crate) fn backoff(wait: Duration, mut done: impl FnMut() -> bool) {
 /// be gone. With v2's cgroup.kill the kernel does it in one step; otherwise every pid
 /// listed in the first directory gets SIGKILL, again until none is left.
 pub(crate) fn kill_tree(v2_dir: Option<&Path>, dirs: &[&Path]) {
-    let populated = || dirs.iter().any(|d| !read_pids(&d.join("cgroup.procs")).is_empty());
+    let populated = || {
+        dirs.iter()
+            .any(|d| !read_pids(&d.join("cgroup.procs")).is_empty())
+    };
     if v2_dir.is_some_and(v2::kill) {
         backoff(KILL_WAIT, || !populated());
         return;

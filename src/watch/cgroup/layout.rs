@@ -3,8 +3,10 @@
 //! get. `moat run` creates run cgroups from it; `moat check` reports from the very same
 //! value.
 
-use super::fs::{errno_text, has_processes, read_words, uid, Fs, HostFs};
-use super::mountinfo::{cgroup_dir, common_ancestor, parse_mountinfo, parse_self_cgroup, under, Mount};
+use super::fs::{errno_text, words_via, Fs, HostFs};
+use super::mountinfo::{
+    cgroup_dir, common_ancestor, parse_mountinfo, parse_self_cgroup, under, Mount,
+};
 use super::{Mechanism, Mechanisms, Request};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -63,9 +65,49 @@ pub(crate) struct V1Base {
     pub(crate) dir: PathBuf,
 }
 
+/// What detection saw of this process's place in the v2 hierarchy: what `moat check`
+/// explains a missing controller from.
+#[derive(Debug, Clone)]
+pub(crate) struct V2Seen {
+    /// Where the v2 hierarchy is mounted (under the layout's root).
+    pub(crate) mount_point: PathBuf,
+    /// `cgroup.controllers` of the mount's root: what the kernel has at all.
+    pub(crate) root_controllers: Vec<String>,
+    /// This process's cgroup path, as /proc/self/cgroup names it.
+    pub(crate) own_path: String,
+    /// This process's cgroup directory, when the mount shows it.
+    pub(crate) here: Option<V2Here>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct V2Here {
+    pub(crate) dir: PathBuf,
+    pub(crate) controllers: Vec<String>,
+    pub(crate) subtree: Vec<String>,
+    /// The caller may create child cgroups, move processes and enable controllers.
+    pub(crate) delegated: bool,
+    /// `cgroup.kill` is there (Linux 5.14).
+    pub(crate) kill: bool,
+}
+
+/// What detection saw of one v1 controller's hierarchy.
+#[derive(Debug, Clone)]
+pub(crate) struct V1Seen {
+    pub(crate) controller: &'static str,
+    /// This process's cgroup in that hierarchy.
+    pub(crate) dir: PathBuf,
+    pub(crate) writable: bool,
+    /// `dir` is the hierarchy's root.
+    pub(crate) at_top: bool,
+}
+
 /// Where the host's cgroup hierarchies are, and which of them this process can use.
 #[derive(Debug, Clone)]
 pub struct Layout {
+    /// What was seen of the v2 hierarchy (None: no cgroup2 mount).
+    pub(crate) v2_seen: Option<V2Seen>,
+    /// What was seen of the v1 memory, pids and cpuacct hierarchies that are mounted.
+    pub(crate) v1_seen: Vec<V1Seen>,
     pub(crate) fs: Arc<dyn Fs>,
     /// This process's own cgroup v2 directory, when the v2 mount shows it.
     pub(crate) v2_current: Option<PathBuf>,
@@ -84,7 +126,7 @@ pub(crate) fn v2_candidate(
     origin: Origin,
     current: Option<&Path>,
 ) -> Result<V2Base, String> {
-    if !dir.join("cgroup.controllers").is_file() {
+    if !fs.exists(&dir.join("cgroup.controllers")) {
         return Err(format!(
             "{} is not a cgroup v2 directory (no cgroup.controllers)",
             dir.display()
@@ -94,7 +136,7 @@ pub(crate) fn v2_candidate(
         return Err(format!(
             "{} is not writable by uid {} ({})",
             dir.display(),
-            uid(),
+            fs.uid(),
             errno_text(&e)
         ));
     }
@@ -109,19 +151,22 @@ pub(crate) fn v2_candidate(
                 current.display(),
                 dir.display(),
                 procs.display(),
-                uid()
+                fs.uid()
             ));
         }
     }
     // Only the real root cgroup lacks cgroup.type, and only it is exempt from the
     // no-internal-process rule.
-    let real_root = !dir.join("cgroup.type").exists();
+    let real_root = !fs.exists(&dir.join("cgroup.type"));
+    let holds_processes = fs
+        .read(&dir.join("cgroup.procs"))
+        .is_some_and(|t| !t.trim().is_empty());
     Ok(V2Base {
         dir: dir.to_path_buf(),
         origin,
-        available: read_words(&dir.join("cgroup.controllers")),
-        enabled: read_words(&dir.join("cgroup.subtree_control")),
-        can_enable: (real_root || !has_processes(dir))
+        available: words_via(fs, &dir.join("cgroup.controllers")),
+        enabled: words_via(fs, &dir.join("cgroup.subtree_control")),
+        can_enable: (real_root || !holds_processes)
             && fs
                 .check_writable(&dir.join("cgroup.subtree_control"))
                 .is_ok(),
@@ -154,7 +199,7 @@ fn v1_base(
         candidates.push(top);
     }
     for dir in candidates {
-        if !dir.is_dir() {
+        if !fs.exists(&dir) {
             continue;
         }
         match fs.check_writable(&dir) {
@@ -169,9 +214,41 @@ fn v1_base(
     }
     Err(format!(
         "v1 {controller}: not writable by uid {}: {}",
-        uid(),
+        fs.uid(),
         refusals.join(", ")
     ))
+}
+
+/// This process's cgroup in the v1 hierarchy of `controller`, if it is mounted and
+/// the directory is there.
+fn v1_seen(
+    fs: &dyn Fs,
+    fs_root: &Path,
+    mounts: &[Mount],
+    own: &[(Vec<String>, String)],
+    controller: &'static str,
+) -> Option<V1Seen> {
+    let path = own
+        .iter()
+        .find(|(list, _)| list.iter().any(|c| c == controller))
+        .map_or("/", |(_, p)| p.as_str());
+    let (mount, dir) = mounts
+        .iter()
+        .filter(|m| m.fstype == "cgroup" && m.super_options.iter().any(|o| o == controller))
+        .find_map(|m| {
+            cgroup_dir(fs_root, m, path)
+                .filter(|d| fs.exists(d))
+                .map(|d| (m, d))
+        })?;
+    let writable = fs.check_writable(&dir).is_ok()
+        && (fs.check_writable(&dir.join("cgroup.procs")).is_ok()
+            || fs.check_writable(&dir.join("tasks")).is_ok());
+    Some(V1Seen {
+        controller,
+        at_top: dir == under(fs_root, &mount.point),
+        dir,
+        writable,
+    })
 }
 
 impl Layout {
@@ -188,7 +265,12 @@ impl Layout {
         Layout::detect_with(Arc::new(HostFs), mountinfo, self_cgroup, fs_root)
     }
 
-    pub(crate) fn detect_with(fs: Arc<dyn Fs>, mountinfo: &str, self_cgroup: &str, fs_root: &Path) -> Layout {
+    pub(crate) fn detect_with(
+        fs: Arc<dyn Fs>,
+        mountinfo: &str,
+        self_cgroup: &str,
+        fs_root: &Path,
+    ) -> Layout {
         let mounts = parse_mountinfo(mountinfo);
         let own = parse_self_cgroup(self_cgroup);
         let v2_path = own
@@ -229,7 +311,36 @@ impl Layout {
                 best.ok_or_else(|| refusals.join("; "))
             }
         };
+        let v2_seen = v2_mounts.first().map(|first| {
+            let mount_point = under(fs_root, &first.point);
+            let here = v2_current
+                .as_ref()
+                .filter(|d| fs.exists(d))
+                .map(|dir| V2Here {
+                    controllers: words_via(&*fs, &dir.join("cgroup.controllers")),
+                    subtree: words_via(&*fs, &dir.join("cgroup.subtree_control")),
+                    delegated: fs.check_writable(dir).is_ok()
+                        && fs.check_writable(&dir.join("cgroup.procs")).is_ok()
+                        && fs
+                            .check_writable(&dir.join("cgroup.subtree_control"))
+                            .is_ok(),
+                    kill: fs.exists(&dir.join("cgroup.kill")),
+                    dir: dir.clone(),
+                });
+            V2Seen {
+                root_controllers: words_via(&*fs, &mount_point.join("cgroup.controllers")),
+                mount_point,
+                own_path: v2_path.unwrap_or("/").to_string(),
+                here,
+            }
+        });
+        let v1_seen = ["memory", "pids", "cpuacct"]
+            .into_iter()
+            .filter_map(|c| v1_seen(&*fs, fs_root, &mounts, &own, c))
+            .collect();
         Layout {
+            v2_seen,
+            v1_seen,
             memory_v1: v1_base(&*fs, fs_root, &mounts, &own, "memory"),
             pids_v1: v1_base(&*fs, fs_root, &mounts, &own, "pids"),
             cpuacct_v1: v1_base(&*fs, fs_root, &mounts, &own, "cpuacct"),
@@ -238,6 +349,22 @@ impl Layout {
             v2,
             v2_named: None,
         }
+    }
+
+    /// The v2 directory runs' cgroups go under, if there is a usable one.
+    pub(crate) fn v2_base(&self) -> Option<&Path> {
+        self.v2.as_ref().ok().map(|b| b.dir.as_path())
+    }
+
+    /// The v1 directory runs' `controller` cgroups go under, if usable.
+    pub(crate) fn v1_base(&self, controller: &str) -> Option<&Path> {
+        let base = match controller {
+            "memory" => &self.memory_v1,
+            "pids" => &self.pids_v1,
+            "cpuacct" => &self.cpuacct_v1,
+            _ => return None,
+        };
+        base.as_ref().ok().map(|b| b.dir.as_path())
     }
 
     /// Makes runs' v2 cgroups under `dir`, a cgroup the user names (typically one

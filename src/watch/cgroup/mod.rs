@@ -28,7 +28,9 @@
 //! removing the directories), `sweep` (leftovers of a killed moat), `fs` (cgroupfs
 //! behind a trait that tests replace).
 
-mod fs;
+#[cfg(test)]
+pub(crate) mod fake;
+pub(crate) mod fs;
 mod group;
 mod kill;
 mod layout;

@@ -49,7 +49,12 @@ pub(crate) fn enable_controllers(
 }
 
 /// Writes the limits of `req` whose controllers are `enabled` into the run's `dir`.
-pub(crate) fn apply_limits(dir: &Path, req: &Request, memory: bool, pids: bool) -> Result<(), CgroupError> {
+pub(crate) fn apply_limits(
+    dir: &Path,
+    req: &Request,
+    memory: bool,
+    pids: bool,
+) -> Result<(), CgroupError> {
     if memory {
         if let Some(max) = req.memory_max {
             set(dir, "memory.max", max)?;
