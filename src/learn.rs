@@ -29,12 +29,14 @@ pub struct Learned {
 /// the always-denied core stay violations: a learned profile could not allow them.
 #[derive(Debug, Default)]
 pub struct Learner {
+    /// What has been seen so far.
     pub learned: Learned,
     /// The program's working directory inside, for relative paths it opens.
     cwd: PathBuf,
 }
 
 impl Learner {
+    /// A learner for a run of `plan`.
     pub fn new(plan: &Plan) -> Learner {
         Learner {
             learned: Learned::default(),

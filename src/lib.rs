@@ -26,21 +26,13 @@
 //! ```
 #![warn(missing_docs)]
 
-#[allow(missing_docs)]
 pub mod check;
-#[allow(missing_docs)]
 pub(crate) mod config;
-#[allow(missing_docs)]
 pub(crate) mod jail;
-#[allow(missing_docs)]
 pub mod learn;
-#[allow(missing_docs)]
 pub(crate) mod plan;
-#[allow(missing_docs)]
 pub(crate) mod report;
-#[allow(missing_docs)]
 pub(crate) mod seccomp;
-#[allow(missing_docs)]
 pub(crate) mod watch;
 
 pub use config::layers::listing as profile_listing;

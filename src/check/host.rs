@@ -4,17 +4,16 @@
 use super::*;
 use crate::watch::cgroup::Layout;
 use caps::{CapSet, Capability};
-use nix::fcntl::AtFlags;
 use nix::sched::CloneFlags;
 use nix::sys::signal::kill;
 use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{faccessat, fork, geteuid, AccessFlags, ForkResult, Pid};
+use nix::unistd::{fork, geteuid, ForkResult, Pid};
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 /// System calls whose presence is probed by calling them with arguments they must
 /// reject, so that nothing happens whether or not they exist.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Syscall {
+pub(crate) enum Syscall {
     Clone3,
     MountSetattr,
     CloseRange,
@@ -59,13 +58,10 @@ impl Syscall {
 
 /// The facts `moat check` reasons from. [`LiveHost`] reads the real machine; tests
 /// supply a fake.
-pub trait Host {
+pub(crate) trait Host {
     /// Contents of a file, or `None` when it is absent or unreadable.
     fn read(&self, path: &str) -> Option<String>;
     fn exists(&self, path: &str) -> bool;
-    /// Whether the caller's effective ids may write `path`; for a directory, create
-    /// entries in it.
-    fn writable(&self, path: &str) -> bool;
     fn euid(&self) -> u32;
     /// Whether `cap` is in the caller's effective capability set.
     fn has_cap(&self, cap: Capability) -> bool;
@@ -96,7 +92,7 @@ pub trait Host {
 
 /// The machine this process runs on.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct LiveHost;
+pub(crate) struct LiveHost;
 
 /// Run `body` in a forked child and report how it ended: `Ok` for exit status 0, the
 /// status as an errno otherwise, minus the signal number if a signal killed it.
@@ -174,11 +170,6 @@ impl Host for LiveHost {
 
     fn exists(&self, path: &str) -> bool {
         std::path::Path::new(path).exists()
-    }
-
-    fn writable(&self, path: &str) -> bool {
-        // AT_EACCESS: judge by the effective ids, which are the ones moat acts with.
-        faccessat(None, path, AccessFlags::W_OK, AtFlags::AT_EACCESS).is_ok()
     }
 
     fn euid(&self) -> u32 {

@@ -1,8 +1,8 @@
 //! `moat check`: what this host lets moat do and, for every gap, the cause and the fix.
 //!
-//! All host facts come through [`Host`], so the reasoning that turns facts into
-//! findings runs against a fake host in tests, without privileges. [`LiveHost`] is the
-//! real machine. Its probes with side effects (user namespaces, ptrace) run in
+//! All host facts come through the `Host` trait, so the reasoning that turns facts
+//! into findings runs against a fake host in tests, without privileges. `LiveHost` is
+//! the real machine. Its probes with side effects (user namespaces, ptrace) run in
 //! short-lived forked children so the calling process keeps its namespaces and has
 //! no tracee left behind.
 
@@ -14,8 +14,8 @@ mod security;
 mod tests;
 mod userns;
 
-pub use host::{Host, LiveHost, Syscall};
-pub use userns::{explain_userns_failure, explain_userns_failure_with};
+use host::{Host, LiveHost, Syscall};
+pub use userns::explain_userns_failure;
 
 use cgroups::cgroup_finding;
 use kernel::{kernel_finding, landlock_finding, pidfd_finding, syscall_finding};
@@ -62,9 +62,13 @@ pub(crate) const ESSENTIAL: [&str; 3] = ["user_namespaces", "seccomp", "ptrace"]
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+/// How one capability of the host stands.
 pub enum State {
+    /// Present and usable.
     Ok,
+    /// Absent: moat cannot do what needs it.
     Missing,
+    /// Partly there: moat falls back as the finding says.
     Degraded,
 }
 
@@ -79,9 +83,11 @@ impl State {
 }
 
 #[derive(Debug, Clone, Serialize)]
+/// One capability of the host: its state, what was seen, and the fix for a gap.
 pub struct Finding {
     /// Stable identifier, e.g. `user_namespaces`.
     pub name: &'static str,
+    /// Whether it is there.
     pub state: State,
     /// What was seen, and for a gap, its cause.
     pub detail: String,
@@ -110,7 +116,9 @@ impl Finding {
 }
 
 #[derive(Debug, Clone, Serialize)]
+/// What `moat check` found: one finding per capability of the host.
 pub struct Report {
+    /// Every capability probed, in a fixed order.
     pub findings: Vec<Finding>,
 }
 
@@ -190,7 +198,7 @@ pub fn probe() -> Report {
 }
 
 /// Probe through `host`.
-pub fn probe_with(host: &dyn Host) -> Report {
+pub(crate) fn probe_with(host: &dyn Host) -> Report {
     let facts = UsernsFacts::gather(host);
     let mut findings = vec![kernel_finding(host), userns_finding(host, &facts)];
     if host.euid() == 0 {

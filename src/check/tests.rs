@@ -3,6 +3,7 @@
 use super::host::Host;
 use super::*;
 use crate::check::cgroups::cgroup_finding;
+use crate::check::userns::explain_userns_failure_with;
 use crate::watch::cgroup::fs::Fs;
 use crate::watch::cgroup::mountinfo::{cgroup_dir as cg_dir, parse_mountinfo, Mount};
 use crate::watch::cgroup::Layout;
@@ -134,9 +135,6 @@ impl Host for Fake {
     }
     fn exists(&self, path: &str) -> bool {
         self.files.contains_key(path) || self.dirs.contains(path)
-    }
-    fn writable(&self, path: &str) -> bool {
-        self.writable.contains(path)
     }
     fn euid(&self) -> u32 {
         self.euid

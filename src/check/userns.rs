@@ -14,7 +14,7 @@ pub fn explain_userns_failure(errno: i32) -> String {
 }
 
 /// [`explain_userns_failure`] against any [`Host`].
-pub fn explain_userns_failure_with(host: &dyn Host, errno: i32) -> String {
+pub(crate) fn explain_userns_failure_with(host: &dyn Host, errno: i32) -> String {
     let facts = UsernsFacts::gather(host);
     let mut out = format!(
         "creating the sandbox's namespaces failed with {} as {}",

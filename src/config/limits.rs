@@ -23,8 +23,11 @@ pub enum Unit {
 /// A cgroup controller a limit can be enforced with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Controller {
+    /// `memory` (v2 `memory.max`, v1 `memory.limit_in_bytes`).
     Memory,
+    /// `pids` (`pids.max`).
     Pids,
+    /// CPU accounting (v2 `cpu.stat`, v1 `cpuacct`).
     Cpu,
 }
 
@@ -46,6 +49,7 @@ pub enum Way {
 /// of enforcement or alongside a better one.
 #[derive(Debug, Clone, Copy)]
 pub struct Rlimit {
+    /// The `RLIMIT_*` resource.
     pub resource: libc::__rlimit_resource_t,
     /// Its name as the kernel's headers spell it (`RLIMIT_NOFILE`).
     pub name: &'static str,
@@ -60,11 +64,13 @@ pub struct Rlimit {
 /// One row of the table.
 #[derive(Debug, Clone, Copy)]
 pub struct Spec {
+    /// Which limit the row is.
     pub limit: Limit,
     /// The profile key, report name and argument-template stem (`cpu_time`).
     pub key: &'static str,
     /// The command-line flag, without dashes (`cpu-time`).
     pub flag: &'static str,
+    /// What the value measures.
     pub unit: Unit,
     /// One line for `--help`.
     pub help: &'static str,
@@ -72,6 +78,7 @@ pub struct Spec {
     pub ways: &'static [Way],
     /// What the monitor does for it, for the report (after "monitor").
     pub monitor: &'static str,
+    /// The rlimit set in the program for it, if any.
     pub rlimit: Option<Rlimit>,
 }
 
@@ -108,7 +115,7 @@ macro_rules! limits {
         /// The name of one limit.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         #[non_exhaustive]
-        pub enum Limit { $( $variant, )+ }
+        pub enum Limit { $( $(#[doc = $doc])+ $variant, )+ }
 
         /// Every limit, in the order the report lists them.
         pub const TABLE: &[Spec] = &[ $( Spec {

@@ -85,8 +85,11 @@ pub enum PolicyError {
     /// In an override (a command-line option or a library caller's value).
     #[error("{option} {value}: {message}")]
     Option {
+        /// The option (`--bind`) or field (`env`) at fault.
         option: &'static str,
+        /// The value given.
         value: String,
+        /// What is wrong with it and what to give instead.
         message: String,
     },
 }

@@ -7,9 +7,13 @@ use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("`{input}` is not a valid {what}: {reason}")]
+/// A quantity that does not parse, with what was expected.
 pub struct UnitError {
+    /// The text given.
     pub input: String,
+    /// What it should have been (`duration`, `size`, `count`).
     pub what: &'static str,
+    /// Why it is not one, and what would be.
     pub reason: String,
 }
 

@@ -55,10 +55,20 @@ pub struct Plan {
 pub enum PlanError {
     /// The program is not where it was named, or not in the profile's PATH.
     #[error("program `{name}` not found (searched {searched})")]
-    ProgramNotFound { name: String, searched: String },
+    ProgramNotFound {
+        /// The name as given.
+        name: String,
+        /// Where it was looked for.
+        searched: String,
+    },
     /// The program exists but cannot be executed.
     #[error("program {path} is not executable: {why}")]
-    NotExecutable { path: PathBuf, why: String },
+    NotExecutable {
+        /// The program found.
+        path: PathBuf,
+        /// Why it cannot be run, and the fix.
+        why: String,
+    },
     /// The command is empty.
     #[error("no program given: put it after `--`, e.g. `moat run -- /bin/echo hello`")]
     NoProgram,

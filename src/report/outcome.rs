@@ -1,6 +1,7 @@
 //! Outcome: one exact verdict per run, and the JSON report.
 
 use super::verdict::verdict;
+pub use super::verdict::Status;
 use crate::config::limits::Limit;
 use crate::jail::stage::Stage;
 use crate::learn::Learned;
@@ -11,51 +12,25 @@ pub use crate::watch::monitor::Violation;
 use crate::watch::run::{Run, SetupFailure};
 use serde::{Deserialize, Serialize};
 
-/// The verdict of a run: exactly one of these.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum Status {
-    Ok,
-    NonzeroExit,
-    Signaled,
-    Violation,
-    CpuTimeLimit,
-    WallTimeLimit,
-    MemoryLimit,
-    OutputLimit,
-    SetupError,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Ok => "ok",
-            Status::NonzeroExit => "nonzero_exit",
-            Status::Signaled => "signaled",
-            Status::Violation => "violation",
-            Status::CpuTimeLimit => "cpu_time_limit",
-            Status::WallTimeLimit => "wall_time_limit",
-            Status::MemoryLimit => "memory_limit",
-            Status::OutputLimit => "output_limit",
-            Status::SetupError => "setup_error",
-        }
-    }
-}
-
 /// Why moat could not run the program at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ErrorKind {
+    /// moat could not build the jail (exit status 125).
     Setup,
+    /// The program is not there (127, as a shell gives).
     ProgramNotFound,
+    /// The program cannot be executed (126).
     ProgramNotExecutable,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Why the program did not run: its kind and, in words, what failed.
 pub struct ErrorInfo {
+    /// Which kind of failure.
     pub kind: ErrorKind,
+    /// What failed and what to do.
     pub message: String,
 }
 
@@ -96,7 +71,9 @@ impl ErrorInfo {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The report of one run: its one verdict, its figures, and what ended it.
 pub struct Outcome {
+    /// The verdict.
     pub status: Status,
     /// The program's exit code when it exited.
     pub exit_code: Option<i32>,
@@ -104,12 +81,17 @@ pub struct Outcome {
     pub signal: Option<i32>,
     /// User + system CPU time of the whole process tree.
     pub cpu_time_ms: u64,
+    /// User CPU time of the tree.
     pub user_time_ms: u64,
+    /// System CPU time of the tree.
     pub system_time_ms: u64,
+    /// From the clone to the last process reaped.
     pub wall_time_ms: u64,
     /// Peak resident memory of the largest process of the tree.
     pub peak_memory_kib: u64,
+    /// The syscall outside the policy, for a `violation`.
     pub violation: Option<Violation>,
+    /// Why the program did not run, for a `setup_error`.
     pub error: Option<ErrorInfo>,
     /// Each limit that was set, its value and how it was enforced.
     pub limits: Vec<LimitReport>,
@@ -121,9 +103,14 @@ pub struct Outcome {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One limit that was set: its name, its value, and what enforced it (and why a
+/// fallback was taken, when one was).
 pub struct LimitReport {
+    /// The limit's key (`cpu_time`, `memory`, …).
     pub name: String,
+    /// Its value as a person writes it (`2s`, `256MiB`).
     pub value: String,
+    /// The mechanism, in words.
     pub enforced_by: String,
 }
 
@@ -229,8 +216,14 @@ impl Outcome {
         }
     }
 
+    /// The JSON report. Every field is a plain number, string or list, so it always
+    /// serializes; were it ever not to, the report says so rather than abort.
     pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).expect("the report serializes")
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| {
+            let message = format!("the report could not be written: {e}");
+            serde_json::json!({"status": self.status.as_str(), "error": {"kind": "setup", "message": message}})
+                .to_string()
+        })
     }
 
     /// One line a person can read.

@@ -2,8 +2,50 @@
 //! ran), then a violation, then what moat itself ended the run for, then how the
 //! program ended.
 
-use super::outcome::Status;
 use crate::watch::run::Observed;
+use serde::{Deserialize, Serialize};
+
+/// The verdict of a run: exactly one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Status {
+    /// The program exited 0.
+    Ok,
+    /// It exited with another code.
+    NonzeroExit,
+    /// A signal not sent by moat ended it.
+    Signaled,
+    /// It made a syscall outside the policy.
+    Violation,
+    /// Its process tree used up its CPU time.
+    CpuTimeLimit,
+    /// Its wall-clock time ran out.
+    WallTimeLimit,
+    /// It ran out of the memory it was given.
+    MemoryLimit,
+    /// Its output (or a file it wrote) went past its cap.
+    OutputLimit,
+    /// moat could not build the jail, or the program could not be started.
+    SetupError,
+}
+
+impl Status {
+    /// The name the JSON report uses (`ok`, `memory_limit`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::NonzeroExit => "nonzero_exit",
+            Status::Signaled => "signaled",
+            Status::Violation => "violation",
+            Status::CpuTimeLimit => "cpu_time_limit",
+            Status::WallTimeLimit => "wall_time_limit",
+            Status::MemoryLimit => "memory_limit",
+            Status::OutputLimit => "output_limit",
+            Status::SetupError => "setup_error",
+        }
+    }
+}
 
 /// The verdict, the program's exit code and the signal that ended it.
 pub fn verdict(o: &Observed) -> (Status, Option<i32>, Option<i32>) {

@@ -55,7 +55,9 @@ pub struct Supervision<'a> {
 pub struct Violation {
     /// The syscall's name as its architecture numbers it (`unknown(N)` if none).
     pub syscall: String,
+    /// Its number in that architecture.
     pub nr: u64,
+    /// Its six argument registers.
     pub args: [u64; 6],
     /// `x86_64`, `i386` (int 0x80) or `x32`.
     pub arch: String,

@@ -34,11 +34,13 @@ pub struct RunOptions {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RunError {
+    /// A file of the run's stdio could not be opened.
     #[error(transparent)]
     Stdio(#[from] StdioError),
     /// The cgroup the caller named (`RunOptions::cgroup`) cannot be used.
     #[error("cannot use the cgroup given: {0}")]
     Cgroup(#[from] cgroup::CgroupError),
+    /// The jail could not be started.
     #[error(transparent)]
     Jail(#[from] JailError),
 }
