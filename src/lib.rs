@@ -24,6 +24,23 @@
 //! println!("{}", outcome.to_json());
 //! # Ok::<(), moat::Error>(())
 //! ```
+//!
+//! A [`Policy`] is made only by validating a profile, and a [`Plan`] only from a
+//! Policy: neither has a public field, so no caller can add a rule a profile could not
+//! hold. The filter itself carries moat's always-denied core in front of whatever rules
+//! it is given, so even a rule built inside the crate cannot lift it.
+//!
+//! ```compile_fail
+//! fn widen(policy: &mut moat::Policy) {
+//!     policy.rules.clear(); // the rules are not public
+//! }
+//! ```
+//!
+//! ```compile_fail
+//! fn swap(plan: &mut moat::Plan, other: &moat::Plan) {
+//!     plan.filter = other.filter.clone(); // nor is the compiled filter
+//! }
+//! ```
 #![warn(missing_docs)]
 
 pub mod check;

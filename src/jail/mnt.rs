@@ -315,3 +315,157 @@ fn run(op: &Op) -> Result<(), i32> {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn tree(steps: Vec<Step>) -> Tree {
+        Tree {
+            root_size: 1 << 20,
+            steps,
+        }
+    }
+
+    fn s(c: &CString) -> &str {
+        c.to_str().unwrap()
+    }
+
+    #[test]
+    fn each_step_becomes_its_calls_under_the_new_root() {
+        let t = tree(vec![
+            Step::Mkdir {
+                path: "/usr".into(),
+            },
+            Step::Symlink {
+                path: "/lib64".into(),
+                target: "usr/lib64".into(),
+            },
+            Step::File {
+                path: "/etc/passwd".into(),
+                contents: b"x".to_vec(),
+            },
+            Step::Bind {
+                src: "/usr/lib".into(),
+                dst: "/usr/lib".into(),
+                dir: true,
+                rw: false,
+                device: false,
+                locked: libc::MS_NOATIME,
+            },
+            Step::Bind {
+                src: "/srv/work".into(),
+                dst: "/w".into(),
+                dir: false,
+                rw: true,
+                device: false,
+                locked: 0,
+            },
+            Step::Bind {
+                src: "/dev/null".into(),
+                dst: "/dev/null".into(),
+                dir: false,
+                rw: true,
+                device: true,
+                locked: 0,
+            },
+            Step::Tmpfs {
+                dst: "/tmp".into(),
+                size: 16 << 20,
+                mode: 0o755,
+                noexec: true,
+            },
+            Step::Proc {
+                dst: "/proc".into(),
+            },
+            Step::Seal { dst: "/dev".into() },
+        ]);
+        let m = MountOps::prepare(&t).unwrap();
+        assert_eq!(s(&m.root_data), "size=1048576,mode=755");
+        let steps: Vec<u32> = m.ops.iter().map(|(i, _)| *i).collect();
+        assert_eq!(steps, [0, 1, 2, 3, 3, 3, 4, 4, 4, 5, 5, 5, 6, 6, 7, 7, 8]);
+        let op = |i: usize| &m.ops[i].1;
+        assert!(matches!(op(0), Op::Mkdir(p) if s(p) == "/newroot/usr"));
+        assert!(
+            matches!(op(1), Op::Symlink { target, path } if s(target) == "usr/lib64" && s(path) == "/newroot/lib64")
+        );
+        assert!(
+            matches!(op(2), Op::Write { path, data } if s(path) == "/newroot/etc/passwd" && data == b"x")
+        );
+        // A directory bind: made as a directory, bound recursively from the old root,
+        // then read-only, nosuid, nodev, with the host's locked flags kept.
+        assert!(matches!(op(3), Op::Mkdir(p) if s(p) == "/newroot/usr/lib"));
+        match op(4) {
+            Op::Mount {
+                src: Some(src),
+                dst,
+                fstype: None,
+                flags,
+                data: None,
+            } => {
+                assert_eq!((s(src), s(dst)), ("/oldroot/usr/lib", "/newroot/usr/lib"));
+                assert_eq!(*flags, libc::MS_BIND | libc::MS_REC);
+            }
+            other => panic!("{other:?}"),
+        }
+        match op(5) {
+            Op::Restrict {
+                dst,
+                attr_set,
+                remount_flags,
+            } => {
+                assert_eq!(s(dst), "/newroot/usr/lib");
+                assert_eq!(
+                    *attr_set,
+                    MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV
+                );
+                let want = libc::MS_REMOUNT
+                    | libc::MS_BIND
+                    | libc::MS_NOSUID
+                    | libc::MS_NODEV
+                    | libc::MS_RDONLY
+                    | libc::MS_NOATIME;
+                assert_eq!(*remount_flags, want);
+            }
+            other => panic!("{other:?}"),
+        }
+        // A writable file bind: touched, bound without MS_REC, noexec and not read-only.
+        assert!(matches!(op(6), Op::Touch(p) if s(p) == "/newroot/w"));
+        assert!(matches!(op(7), Op::Mount { flags, .. } if *flags == libc::MS_BIND));
+        assert!(matches!(op(8), Op::Restrict { attr_set, remount_flags, .. }
+            if *attr_set == MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC
+                && remount_flags & libc::MS_RDONLY == 0 && remount_flags & libc::MS_NOEXEC != 0));
+        // A device keeps device access, and only that.
+        assert!(matches!(op(11), Op::Restrict { attr_set, .. }
+            if *attr_set == MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC));
+        match op(13) {
+            Op::Mount {
+                src: Some(src),
+                fstype: Some(fs),
+                flags,
+                data: Some(data),
+                ..
+            } => {
+                assert_eq!(
+                    (s(src), s(fs), s(data)),
+                    ("tmpfs", "tmpfs", "size=16777216,mode=755")
+                );
+                assert_eq!(*flags, libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(op(15), Op::Mount { fstype: Some(fs), .. } if s(fs) == "proc"));
+        assert!(matches!(op(16), Op::Mount { src: None, dst, flags, .. }
+            if s(dst) == "/newroot/dev" && flags & libc::MS_RDONLY != 0 && flags & libc::MS_REMOUNT != 0));
+    }
+
+    #[test]
+    fn a_nul_in_a_planned_path_is_an_error_not_a_panic() {
+        let t = tree(vec![Step::Mkdir {
+            path: PathBuf::from("/a\0b"),
+        }]);
+        let err = MountOps::prepare(&t).unwrap_err();
+        assert!(err.to_string().contains("NUL"), "{err}");
+    }
+}

@@ -405,3 +405,109 @@ impl fmt::Display for Plan {
         writeln!(f, "  core: foreign architectures (i386, x32): violation")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::policy::Overrides;
+    use crate::config::profile::Profile;
+    use crate::plan::rootfs::Step;
+
+    fn plan(text: &str, command: &[&str]) -> Plan {
+        let profile = Profile::parse(text, "t.toml").unwrap();
+        let policy = Policy::resolve(&profile, &Overrides::default()).unwrap();
+        let command: Vec<OsString> = command.iter().map(OsString::from).collect();
+        Plan::build(policy, &command).unwrap()
+    }
+
+    const JUDGE: &str = "extends = \"default\"\n[process]\nhostname = \"judge\"\nuid = 1234\n\
+        args = [\"--heap={memory_mib*3/4}m\", \"--stack={stack_mib}m\"]\n\
+        [filesystem]\ntemplate = \"base\"\n[limits]\nmemory = \"64MiB\"\nprocesses = 4\n";
+
+    #[test]
+    fn template_files_are_filled_in() {
+        let p = plan(JUDGE, &["/bin/true"]);
+        let file = |want: &str| {
+            p.tree.steps.iter().find_map(|s| match s {
+                Step::File { path, contents } if path == Path::new(want) => Some(contents.clone()),
+                _ => None,
+            })
+        };
+        let text = |want: &str| String::from_utf8_lossy(&file(want).unwrap()).into_owned();
+        assert!(text("/etc/passwd").contains("sandbox:x:1234:1000:"));
+        assert!(text("/etc/hosts").contains("127.0.1.1\tjudge"));
+        assert!(file("/README.md").is_none());
+        assert!(
+            file("/etc/localtime").unwrap().starts_with(b"TZif"),
+            "binary files are copied as they are"
+        );
+        let pos = |f: &dyn Fn(&Step) -> bool| p.tree.steps.iter().position(f).unwrap();
+        let etc = pos(&|s| matches!(s, Step::Mkdir { path } if path == Path::new("/etc")));
+        let passwd =
+            pos(&|s| matches!(s, Step::File { path, .. } if path == Path::new("/etc/passwd")));
+        assert!(etc < passwd);
+    }
+
+    #[test]
+    fn the_plan_prints_everything_that_would_be_built() {
+        let p = plan(JUDGE, &["/bin/true", "x"]);
+        let text = p.to_string();
+        let has = |line: &str| {
+            assert!(
+                text.lines().any(|l| l == line),
+                "no line {line:?} in\n{text}"
+            )
+        };
+        has("program     /bin/true");
+        // The template whose limit is unset (stack) is left out.
+        has("argv        [\"/bin/true\", \"--heap=48m\", \"x\"]");
+        has("namespaces  user, pid, mount, ipc, uts, net, cgroup");
+        has("hostname    judge");
+        has("cwd         /");
+        has("  PATH=/usr/local/bin:/usr/bin:/bin");
+        has("rlimits     core=0 nproc=5");
+        has("limits      cpu_time=none wall_time=60s memory=64MiB processes=4 output=none file_size=none stack=none open_files=none address_space=none");
+        has("  exec       only the initial exec");
+        has("  clone3                 errno ENOSYS   (core: libc falls back to clone)");
+        has("  core: foreign architectures (i386, x32): violation");
+        assert!(
+            text.contains("profile     built-in:default <- t.toml"),
+            "{text}"
+        );
+        assert!(
+            text.lines().any(
+                |l| l.starts_with("uid_map     1234 ") && l.contains("(inside 1234 = outside ")
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("  core: always denied: ptrace, bpf, mount"),
+            "{text}"
+        );
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("loader      /") && l.contains("ld-linux")),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "mounts      tmpfs / (size=1MiB,mode=755,nosuid,nodev), read-only at the end"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("  file     /etc/passwd ("), "{text}");
+        assert!(
+            text.lines().any(
+                |l| l.starts_with("seccomp     default: violation (trace); ")
+                    && l.ends_with(" BPF instructions")
+            ),
+            "{text}"
+        );
+        assert!(
+            text.lines().any(|l| l.starts_with("  read ")
+                && l.contains("allow")
+                && l.contains("(group startup in built-in:default)")),
+            "{text}"
+        );
+    }
+}

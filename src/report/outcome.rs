@@ -290,4 +290,91 @@ mod tests {
         }
         assert_eq!(v["status"], "setup_error");
     }
+
+    #[test]
+    fn limit_reports_name_the_mechanism_and_the_fallback() {
+        use crate::config::limits::Limits;
+        use crate::watch::enforce::{Enforced, Enforcement, Enforcer};
+        use std::time::Duration;
+        let limits = Limits {
+            cpu_time: Some(Duration::from_millis(1500)),
+            wall_time: Some(Duration::from_secs(5)),
+            memory: Some(64 << 20),
+            processes: Some(8),
+            output: Some(1 << 20),
+            file_size: Some(16 << 20),
+            stack: Some(64 << 20),
+            open_files: Some(64),
+            address_space: Some(4 << 30),
+        };
+        let fallback = Enforcement::decide(&limits, None, Some("not writable"));
+        let got: Vec<(String, String, String)> = limit_reports(&fallback)
+            .into_iter()
+            .map(|r| (r.name, r.value, r.enforced_by))
+            .collect();
+        let want = [
+            (
+                "cpu_time",
+                "1500ms",
+                "monitor sampling /proc; RLIMIT_CPU backstop (no cgroup: not writable)",
+            ),
+            ("wall_time", "5s", "monitor"),
+            (
+                "memory",
+                "64MiB",
+                "monitor sampling /proc (resident memory of the tree) (no cgroup: not writable)",
+            ),
+            (
+                "processes",
+                "8",
+                "RLIMIT_NPROC (counted per user namespace) (no cgroup: not writable)",
+            ),
+            ("output", "1MiB", "monitor (relayed and cut at the cap)"),
+            ("file_size", "16MiB", "RLIMIT_FSIZE"),
+            ("stack", "64MiB", "RLIMIT_STACK"),
+            ("open_files", "64", "RLIMIT_NOFILE"),
+            ("address_space", "4GiB", "RLIMIT_AS"),
+        ];
+        let want: Vec<(String, String, String)> = want
+            .iter()
+            .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+            .collect();
+        assert_eq!(got, want);
+        let by = |limit, by| Enforced {
+            limit,
+            value: limits.get(limit).unwrap(),
+            by,
+            fallback: None,
+        };
+        let cgroups = Enforcement::from_entries(vec![
+            by(Limit::CpuTime, Enforcer::CgroupV2),
+            by(Limit::Memory, Enforcer::CgroupV2),
+            by(Limit::Processes, Enforcer::CgroupV2),
+            by(Limit::CpuTime, Enforcer::CgroupV1),
+            by(Limit::Memory, Enforcer::CgroupV1),
+            by(Limit::Processes, Enforcer::CgroupV1),
+        ]);
+        let got: Vec<String> = limit_reports(&cgroups)
+            .into_iter()
+            .map(|r| r.enforced_by)
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "cgroup v2 cpu.stat, sampled by the monitor; RLIMIT_CPU backstop",
+                "cgroup v2 memory.max",
+                "cgroup v2 pids.max; RLIMIT_NPROC",
+                "cgroup v1 cpuacct, sampled by the monitor; RLIMIT_CPU backstop",
+                "cgroup v1 memory.limit_in_bytes",
+                "cgroup v1 pids.max; RLIMIT_NPROC",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_report_reads_back() {
+        let o = Outcome::setup_error(ErrorKind::ProgramNotFound, "gone".into());
+        let back: Outcome = serde_json::from_str(&o.to_json()).unwrap();
+        assert_eq!(back, o);
+    }
 }

@@ -91,9 +91,15 @@ impl Enforcement {
                 limit: spec.limit,
                 value,
                 by,
-                fallback: fell_back.then(|| no_cgroup.unwrap_or("no cgroup").to_string()),
+                fallback: no_cgroup.filter(|_| fell_back).map(str::to_string),
             });
         }
+        Enforcement { entries }
+    }
+
+    /// A decision made elsewhere (tests of what reads one).
+    #[cfg(test)]
+    pub(crate) fn from_entries(entries: Vec<Enforced>) -> Enforcement {
         Enforcement { entries }
     }
 
