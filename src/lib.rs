@@ -56,12 +56,14 @@ pub use config::layers::listing as profile_listing;
 pub use config::limits::{Limit, Limits};
 pub use config::policy::{Bind, Overrides, Policy, PolicyError};
 pub use config::{limits, units};
+pub use jail::spawn::JailError;
 pub use plan::{Plan, PlanError};
 pub use report::advice::violation_advice;
 pub use report::outcome::{ErrorInfo, ErrorKind, LimitReport, Outcome, Status, Violation};
+pub use watch::cgroup::CgroupError;
 pub use watch::run::{RunError, RunOptions};
+pub use watch::stdio::StdioError;
 
-use jail::spawn::JailError;
 use std::fmt;
 
 /// Any reason moat could not run the program.

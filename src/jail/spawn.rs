@@ -20,14 +20,19 @@ pub enum JailError {
     /// The kernel refused the clone with new namespaces: user namespaces are blocked
     /// or exhausted on this host (see `moat check` for the cause and the fix).
     #[error("cannot create the jail's namespaces: {}", io::Error::from_raw_os_error(*.errno))]
-    Namespaces { errno: i32 },
+    Namespaces {
+        /// The errno of the clone.
+        errno: i32,
+    },
     /// A planned string the kernel would have to take holds a NUL byte.
     #[error("cannot hand the plan to the kernel: {0}")]
     Nul(String),
     /// A step of the parent's side failed.
     #[error("{what}: {source}")]
     Sys {
+        /// What was being done.
         what: &'static str,
+        /// What failed.
         #[source]
         source: io::Error,
     },

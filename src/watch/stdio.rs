@@ -14,14 +14,18 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StdioError {
+    /// A file named for stdin, stdout or stderr.
     #[error("cannot {what} {}: {source}", .path.display())]
     File {
         /// `open the --stdin file`, `create the --stdout file`, …
         what: &'static str,
+        /// The file.
         path: PathBuf,
+        /// Why it could not be opened.
         #[source]
         source: io::Error,
     },
+    /// The pipes the output relay needs.
     #[error("cannot create the output relay's pipes: {0}")]
     Pipe(#[source] io::Error),
 }

@@ -105,30 +105,49 @@ pub struct Request {
 
 /// Why a cgroup operation failed, where, and what to do about it.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CgroupError {
+    /// The cgroup the caller named cannot be a base for runs.
     #[error("the cgroup {} cannot hold runs: {reason}", .path.display())]
-    Base { path: PathBuf, reason: String },
+    Base {
+        /// The directory named.
+        path: PathBuf,
+        /// Why not.
+        reason: String,
+    },
+    /// A run's cgroup directory could not be made.
     #[error("cannot create the cgroup {}: {source} ({hint})", .path.display())]
     Create {
+        /// The directory.
         path: PathBuf,
+        /// The kernel's answer.
         #[source]
         source: io::Error,
+        /// What to do about it.
         hint: &'static str,
     },
+    /// A limit could not be written.
     #[error("cannot write {value:?} to {}: {source} ({hint})", .path.display())]
     Write {
+        /// The control file.
         path: PathBuf,
+        /// What was written.
         value: String,
+        /// The kernel's answer.
         #[source]
         source: io::Error,
+        /// What to do about it.
         hint: &'static str,
     },
     #[error(
         "cannot remove the cgroup {}: {source} (a process may still be inside: kill it, then rmdir the directory)",
         .path.display()
     )]
+    /// A run's cgroup directory could not be removed.
     Remove {
+        /// The directory.
         path: PathBuf,
+        /// The kernel's answer.
         #[source]
         source: io::Error,
     },
