@@ -156,13 +156,7 @@ fn the_cli_learning_run_refuses_the_core_for_every_caller() {
         for (call, syscall) in CALLS {
             let dir = scratch();
             let saved = dir.path().join("learned.toml");
-            let out = command(caller)
-                .arg("learn")
-                .arg("--save")
-                .arg(&saved)
-                .args(["--", path_str(&prog), call])
-                .output()
-                .unwrap();
+            let out = moat_learn(caller, &saved, &[path_str(&prog), call]);
             let err = String::from_utf8_lossy(&out.stderr);
             assert_eq!(out.status.code(), Some(159), "{caller:?} {call}: {err}");
             assert_eq!(

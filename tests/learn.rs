@@ -67,13 +67,7 @@ fn learning_never_allows_the_core() {
     for caller in callers() {
         let dir = scratch();
         let saved = dir.path().join("learned.toml");
-        let out = command(caller)
-            .arg("learn")
-            .arg("--save")
-            .arg(&saved)
-            .args(["--", path_str(&prog), "ptrace"])
-            .output()
-            .unwrap();
+        let out = moat_learn(caller, &saved, &[path_str(&prog), "ptrace"]);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(159), "{err}");
         assert!(

@@ -150,6 +150,18 @@ pub fn command(caller: Caller) -> Command {
     }
 }
 
+/// `moat learn --save SAVED -- COMMAND…` as `caller`, capturing everything.
+pub fn moat_learn(caller: Caller, saved: &Path, command_line: &[&str]) -> Output {
+    command(caller)
+        .arg("learn")
+        .arg("--save")
+        .arg(saved)
+        .arg("--")
+        .args(command_line)
+        .output()
+        .unwrap()
+}
+
 /// A scratch directory every user can use (for reports and bound work dirs).
 pub fn scratch() -> tempfile::TempDir {
     let dir = tempfile::Builder::new()
