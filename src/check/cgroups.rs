@@ -2,7 +2,8 @@
 //! from: what each resource would use is what `moat run` uses, and the fixes are
 //! drawn from what the same detection saw.
 
-use super::{caller, Finding, State};
+use super::facts::caller;
+use super::finding::{Finding, State};
 use crate::watch::cgroup::{Layout, Mechanism, Request};
 
 /// Every resource a run can ask a cgroup for.

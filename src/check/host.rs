@@ -1,14 +1,46 @@
 //! The facts `moat check` reasons from: the [`Host`] trait, and [`LiveHost`], the real
 //! machine, whose probes with side effects run in short-lived forked children.
 
-use super::*;
 use crate::watch::cgroup::Layout;
 use caps::{CapSet, Capability};
+use nix::errno::Errno;
 use nix::sched::CloneFlags;
 use nix::sys::signal::kill;
+use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, geteuid, ForkResult, Pid};
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+
+pub(crate) const MAX_USER_NAMESPACES: &str = "/proc/sys/user/max_user_namespaces";
+pub(crate) const DEBIAN_USERNS_CLONE: &str = "/proc/sys/kernel/unprivileged_userns_clone";
+pub(crate) const APPARMOR_RESTRICT_USERNS: &str =
+    "/proc/sys/kernel/apparmor_restrict_unprivileged_userns";
+pub(crate) const YAMA_PTRACE_SCOPE: &str = "/proc/sys/kernel/yama/ptrace_scope";
+pub(crate) const SECCOMP_ACTIONS: &str = "/proc/sys/kernel/seccomp/actions_avail";
+pub(crate) const LSM_LIST: &str = "/sys/kernel/security/lsm";
+pub(crate) const SELF_STATUS: &str = "/proc/self/status";
+#[cfg(test)]
+pub(crate) const SELF_CGROUP: &str = "/proc/self/cgroup";
+#[cfg(test)]
+pub(crate) const SELF_MOUNTINFO: &str = "/proc/self/mountinfo";
+pub(crate) const SELF_USERNS: &str = "/proc/self/ns/user";
+pub(crate) const APPARMOR_PROFILE: &str = "/etc/apparmor.d/moat";
+
+/// The namespaces moat creates inside its user namespace.
+pub(crate) const INNER_NAMESPACES: &str = "mount, PID, IPC, UTS and network";
+
+/// Other per-namespace-type limits that, at 0, make creating that namespace fail with
+/// ENOSPC just like `user.max_user_namespaces` does for user namespaces.
+pub(crate) const INNER_NAMESPACE_LIMITS: [&str; 5] = [
+    "max_mnt_namespaces",
+    "max_pid_namespaces",
+    "max_ipc_namespaces",
+    "max_uts_namespaces",
+    "max_net_namespaces",
+];
+
+/// `LANDLOCK_CREATE_RULESET_VERSION` from `<linux/landlock.h>`; libc does not export it.
+pub(crate) const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;
 
 /// System calls whose presence is probed by calling them with arguments they must
 /// reject, so that nothing happens whether or not they exist.

@@ -1,6 +1,9 @@
 //! Landlock, pidfd, the newer system calls moat uses where they exist, and the kernel.
 
-use super::*;
+use super::facts::*;
+use super::finding::{Finding, State};
+use super::host::*;
+use super::host::{Host, Syscall};
 
 pub(crate) fn landlock_finding(host: &dyn Host) -> Finding {
     const NAME: &str = "landlock";

@@ -1,7 +1,10 @@
 //! seccomp and ptrace: the two kernel features a jail cannot do without.
 
+use super::facts::*;
+use super::finding::{Finding, State};
+use super::host::Host;
+use super::host::*;
 use super::userns::{inherited_seccomp, SeccompStatus};
-use super::*;
 use caps::Capability;
 
 pub(crate) fn seccomp_finding(host: &dyn Host) -> Finding {

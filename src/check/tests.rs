@@ -1,6 +1,8 @@
 //! `moat check`'s reasoning against fake hosts.
 
+use super::finding::*;
 use super::host::Host;
+use super::host::*;
 use super::*;
 use crate::check::cgroups::cgroup_finding;
 use crate::check::userns::explain_userns_failure_with;

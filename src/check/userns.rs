@@ -2,9 +2,13 @@
 //! and, when not, which of the usual causes it is and how to fix it. Shared with the
 //! jail's error message when the clone is refused.
 
+use super::facts::*;
+use super::finding::{Finding, State};
 use super::host::Host;
-use super::*;
+use super::host::LiveHost;
+use super::host::*;
 use caps::Capability;
+use std::fmt::Write as _;
 
 /// Turns a failure to create a user namespace (the errno from clone or unshare with
 /// CLONE_NEWUSER, possibly together with other namespace flags) into a message giving

@@ -1,7 +1,23 @@
 //! Reading an ELF file the way the kernel and ld.so read it: the header, the program
 //! headers, PT_INTERP and the dynamic array, through bounded reads only.
 
-use super::*;
+use super::error::{io_error, malformed, ElfError};
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use goblin::container::{Container, Ctx, Endian};
+use goblin::elf::dynamic::{
+    Dynamic, DF_1_NODEFLIB, DT_FLAGS_1, DT_NEEDED, DT_NULL, DT_RPATH, DT_RUNPATH, DT_SONAME,
+    DT_STRSZ, DT_STRTAB,
+};
+use goblin::elf::header::{
+    machine_to_str, Header, EI_ABIVERSION, EI_CLASS, EI_DATA, EI_OSABI, EI_VERSION, ELFCLASS32,
+    ELFCLASS64, ELFDATA2LSB, ELFMAG, ELFOSABI_GNU, ELFOSABI_SYSV, EM_X86_64, ET_DYN, ET_EXEC,
+    EV_CURRENT, SELFMAG,
+};
+use goblin::elf::program_header::{ProgramHeader, PT_DYNAMIC, PT_INTERP, PT_LOAD};
 
 /// `BINPRM_BUF_SIZE`: the kernel only looks at this much of a script's first line.
 pub(super) const BINPRM_BUF_SIZE: usize = 256;

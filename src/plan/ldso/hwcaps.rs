@@ -1,7 +1,8 @@
 //! What this CPU supports, as ld.so decides it: the `glibc-hwcaps/x86-64-vN` level,
 //! the legacy hwcaps subdirectories and `$PLATFORM`.
 
-use super::*;
+use std::path::PathBuf;
+use std::sync::OnceLock;
 
 /// `$PLATFORM` as glibc computes it: the kernel's AT_PLATFORM, replaced on Intel
 /// CPUs by "haswell" or "xeon_phi" (sysdeps/x86/cpu-features.c).

@@ -27,30 +27,15 @@
 //! header, program headers, dynamic array, a few strings), so a hostile file can
 //! neither make us allocate without limit nor panic us.
 
-use std::collections::{HashMap, VecDeque};
-use std::ffi::OsStr;
-use std::fs::{File, OpenOptions};
-use std::io;
+use std::collections::HashMap;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
-
-use goblin::container::{Container, Ctx, Endian};
-use goblin::elf::dynamic::{
-    Dynamic, DF_1_NODEFLIB, DT_FLAGS_1, DT_NEEDED, DT_NULL, DT_RPATH, DT_RUNPATH, DT_SONAME,
-    DT_STRSZ, DT_STRTAB,
-};
-use goblin::elf::header::{
-    machine_to_str, Header, EI_ABIVERSION, EI_CLASS, EI_DATA, EI_OSABI, EI_VERSION, ELFCLASS32,
-    ELFCLASS64, ELFDATA2LSB, ELFMAG, ELFOSABI_GNU, ELFOSABI_SYSV, EM_X86_64, ET_DYN, ET_EXEC,
-    EV_CURRENT, SELFMAG,
-};
-use goblin::elf::program_header::{ProgramHeader, PT_DYNAMIC, PT_INTERP, PT_LOAD};
 
 pub mod cache;
 mod elf;
+mod error;
 mod hwcaps;
+mod paths;
 mod search;
 #[cfg(test)]
 mod tests;
@@ -62,11 +47,13 @@ use elf::{
 };
 use search::{Object, Resolver};
 
+pub use error::ElfError;
+use error::{io_error, malformed};
+use paths::{absolutize, parent_dir, path_from_bytes, push_unique};
+
 /// Kernel limit on nested `#!` interpreters we accept (the kernel allows a few more
 /// rewrites, but a chain this long is a mistake or an attack).
 pub const MAX_SHEBANG_DEPTH: usize = 4;
-/// More objects than this means a runaway or hostile dependency graph.
-pub const MAX_LIBRARIES: usize = 256;
 
 /// What a program needs from the host file system to start.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,104 +70,6 @@ pub struct Dependencies {
     /// uses `$ORIGIN`: ld.so learns it from /proc/self/exe, or, without /proc, from
     /// LD_ORIGIN_PATH, which the jail must then provide.
     pub main_origin: Option<PathBuf>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ElfError {
-    #[error("{} does not exist; check the program path", .path.display())]
-    NotFound { path: PathBuf },
-
-    #[error("{} cannot be executed: {reason}; point the profile at an executable file (chmod +x if it is yours)", .path.display())]
-    NotExecutable { path: PathBuf, reason: String },
-
-    #[error("{} is neither an ELF program nor a #! script; give the path of a compiled program or a script with a #! line", .path.display())]
-    NotElf { path: PathBuf },
-
-    #[error("{} is {found}; only x86-64 ELF programs (64-bit, little-endian) are supported, use an x86-64 build of it", .path.display())]
-    WrongClass { path: PathBuf, found: String },
-
-    #[error("interpreter {}, needed by {}, was not found; install it or fix the program's interpreter path", .interpreter.display(), .needed_by.display())]
-    MissingInterpreter {
-        interpreter: PathBuf,
-        needed_by: PathBuf,
-    },
-
-    #[error("library {library}, needed by {}, was not found (searched: {}){}; install it, or add its directory to the profile's library_path",
-        .needed_by.display(), join_paths(.searched), other_arch_note(.wrong_class))]
-    MissingLibrary {
-        library: String,
-        needed_by: PathBuf,
-        /// Directories searched in order (without the hwcaps subdirectories tried in
-        /// each), with `/etc/ld.so.cache` at the point the cache was consulted; for a
-        /// name containing `/`, that path.
-        searched: Vec<PathBuf>,
-        /// Files with the right name that ld.so skips because they are for another
-        /// ELF class or machine (e.g. a 32-bit build).
-        wrong_class: Vec<PathBuf>,
-    },
-
-    #[error("cannot read {}: {source}; check that it exists and is readable", .path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-
-    #[error("{} is unusable: {reason}; the kernel or the dynamic loader would refuse it as well, so repair, rebuild or reinstall it", .path.display())]
-    Malformed { path: PathBuf, reason: String },
-
-    #[error("{}: {reason}; run the innermost interpreter directly, or reduce the program's dependencies", .path.display())]
-    TooDeep { path: PathBuf, reason: String },
-}
-
-fn join_paths(paths: &[PathBuf]) -> String {
-    if paths.is_empty() {
-        return "nothing".into();
-    }
-    paths
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn other_arch_note(paths: &[PathBuf]) -> String {
-    if paths.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "; skipped because built for another architecture: {}",
-            join_paths(paths)
-        )
-    }
-}
-
-fn malformed(path: &Path, reason: impl Into<String>) -> ElfError {
-    ElfError::Malformed {
-        path: path.to_path_buf(),
-        reason: reason.into(),
-    }
-}
-
-fn io_error(path: &Path, source: io::Error) -> ElfError {
-    ElfError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
-fn path_from_bytes(bytes: &[u8]) -> PathBuf {
-    PathBuf::from(OsStr::from_bytes(bytes))
-}
-
-/// Lexically absolute: ld.so and the kernel resolve relative names against the
-/// current directory, and the caller needs host paths it can bind-mount.
-fn absolutize(cwd: &Path, path: &Path) -> PathBuf {
-    if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        cwd.join(path)
-    }
 }
 
 /// Finds all files `program` needs to start, the way the kernel and glibc's ld.so
@@ -285,17 +174,4 @@ pub fn resolve(
         interpreter: Some(interp_path),
         main_origin: origin_needed.then(|| parent_dir(&real)),
     })
-}
-
-fn push_unique(files: &mut Vec<PathBuf>, path: PathBuf) {
-    if !files.contains(&path) {
-        files.push(path);
-    }
-}
-
-fn parent_dir(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("/"),
-    }
 }

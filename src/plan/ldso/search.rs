@@ -2,9 +2,21 @@
 //! LD_LIBRARY_PATH, DT_RUNPATH, ld.so.cache and the built-in directories, in ld.so's
 //! order, with `$ORIGIN`-style substitutions.
 
+use super::cache::LdCache;
 use super::elf::*;
+use super::error::{io_error, malformed, ElfError};
 use super::hwcaps::{hwcaps_subdirs, platform};
-use super::*;
+use super::paths::{absolutize, parent_dir, path_from_bytes, push_unique};
+use goblin::elf::header::ET_DYN;
+use std::collections::{HashMap, VecDeque};
+use std::ffi::OsStr;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// More objects than this means a runaway or hostile dependency graph.
+pub const MAX_LIBRARIES: usize = 256;
 
 /// Debian's x86-64 ld.so built-in search path (`ld.so --help`, "system search
 /// path"); not the /lib64 of other distributions.

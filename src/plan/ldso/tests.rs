@@ -2,6 +2,14 @@
 //! against hostile files.
 
 use super::elf::*;
+use super::error::*;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use goblin::elf::header::{
+    EI_CLASS, EI_DATA, EI_VERSION, ELFCLASS32, ELFCLASS64, ELFDATA2LSB, ELFMAG, ET_DYN, EV_CURRENT,
+};
+
 use super::hwcaps::*;
 use super::search::*;
 use super::*;

@@ -2,7 +2,7 @@
 //! that plays the kernel on it (mkdir fills a new cgroup with its control files).
 
 use super::fs::{has_processes, Fs};
-use super::Request;
+use super::types::Request;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};

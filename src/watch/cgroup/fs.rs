@@ -2,7 +2,7 @@
 //! directory tree differ (behind [`Fs`], which tests replace with a fake that plays the
 //! kernel), and reads and writes of control files.
 
-use super::{hint, CgroupError};
+use super::types::{hint, CgroupError};
 use std::fmt;
 use std::fs;
 use std::io::{self, Write};

@@ -3,7 +3,8 @@
 
 use super::fs::{key_value, read_pids, set, write_file, Fs};
 use super::layout::{Layout, V1Base};
-use super::{hint, kill, v1, v2, CgroupError, Mechanism, Mechanisms, Request};
+use super::types::{hint, CgroupError, Mechanism, Mechanisms, Request};
+use super::{kill, v1, v2};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};

@@ -7,7 +7,7 @@ use super::fs::{errno_text, words_via, Fs, HostFs};
 use super::mountinfo::{
     cgroup_dir, common_ancestor, parse_mountinfo, parse_self_cgroup, under, Mount,
 };
-use super::{Mechanism, Mechanisms, Request};
+use super::types::{Mechanism, Mechanisms, Request};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

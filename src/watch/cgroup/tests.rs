@@ -5,6 +5,7 @@ use super::fake::*;
 use super::fs::{read_pids, uid, Fs};
 use super::layout::*;
 use super::mountinfo::*;
+use super::types::*;
 use super::*;
 use std::fs;
 use std::io::{self, Write};

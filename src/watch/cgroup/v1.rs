@@ -2,7 +2,7 @@
 //! counts.
 
 use super::fs::{key_value, read_u64, set};
-use super::CgroupError;
+use super::types::CgroupError;
 use std::fs;
 use std::path::Path;
 use std::time::Duration;

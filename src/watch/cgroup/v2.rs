@@ -2,7 +2,7 @@
 //! and what the kernel counts there (cpu.stat, memory.peak, memory.events).
 
 use super::fs::{key_value, read_u64, read_words, set, write_file};
-use super::{hint, CgroupError, Request};
+use super::types::{hint, CgroupError, Request};
 use std::fs;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
