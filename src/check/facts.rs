@@ -1,18 +1,21 @@
 //! The helpers every finding words the host's facts with.
 
 use super::host::Host;
+use crate::seccomp::names::errno_name;
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
 
-pub(crate) fn errno_name(errno: i32) -> String {
+/// A probe's result in words: `EPERM (Operation not permitted)`, or, for a negative
+/// value, the signal that killed the probe child.
+pub(crate) fn describe_errno(errno: i32) -> String {
     if errno < 0 {
         return match Signal::try_from(-errno) {
             Ok(sig) => format!("the probe child killed by {sig}"),
             Err(_) => format!("the probe child killed by signal {}", -errno),
         };
     }
-    let e = Errno::from_raw(errno);
-    format!("{e:?} ({})", e.desc())
+    let name = errno_name(errno).unwrap_or_else(|| format!("errno {errno}"));
+    format!("{name} ({})", Errno::from_raw(errno).desc())
 }
 
 pub(crate) fn caller(euid: u32) -> String {

@@ -46,7 +46,10 @@ pub(crate) fn landlock_finding(host: &dyn Host) -> Finding {
         Err(errno) => Finding::gap(
             NAME,
             State::Degraded,
-            format!("landlock_create_ruleset failed with {}", errno_name(errno)),
+            format!(
+                "landlock_create_ruleset failed with {}",
+                describe_errno(errno)
+            ),
             "look for a seccomp filter or LSM policy refusing landlock_create_ruleset".into(),
         ),
     }
@@ -67,7 +70,7 @@ pub(crate) fn pidfd_finding(host: &dyn Host) -> Finding {
             State::Degraded,
             format!(
                 "pidfd_open failed with {}; moat tracks the sandbox by plain PID",
-                errno_name(errno)
+                describe_errno(errno)
             ),
             "look for a seccomp filter refusing pidfd_open, or a descriptor limit reached".into(),
         ),
@@ -101,7 +104,7 @@ pub(crate) fn syscall_finding(call: Syscall, errno: i32, container: Option<&str>
             State::Degraded,
             format!(
                 "{name} is refused with {} (a seccomp filter); {}",
-                errno_name(errno),
+                describe_errno(errno),
                 call.without()
             ),
             format!("allow {name} in the seccomp policy of whatever runs moat"),

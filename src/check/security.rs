@@ -136,7 +136,7 @@ pub(crate) fn ptrace_finding(host: &dyn Host) -> Finding {
                 State::Missing,
                 format!(
                     "PTRACE_SEIZE on a child failed with {} although {yama}. Cause: {cause}",
-                    errno_name(errno)
+                    describe_errno(errno)
                 ),
                 fix,
             )

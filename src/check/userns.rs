@@ -22,7 +22,7 @@ pub(crate) fn explain_userns_failure_with(host: &dyn Host, errno: i32) -> String
     let facts = UsernsFacts::gather(host);
     let mut out = format!(
         "creating the sandbox's namespaces failed with {} as {}",
-        errno_name(errno),
+        describe_errno(errno),
         caller(host.euid())
     );
     for c in diagnose_userns(&facts, errno, Stage::Spawn) {
@@ -231,7 +231,7 @@ fn unexplained(errno: i32) -> Cause {
              confining the caller), a chroot (the kernel refuses user namespaces to \
              chrooted callers), or a uid/gid without a mapping in the current user \
              namespace",
-            errno_name(errno)
+            describe_errno(errno)
         ),
         fix: "look for a denial in `journalctl -k`, `dmesg` or the audit log at the time of \
               the failure, and run moat outside any chroot"
@@ -304,7 +304,7 @@ fn diagnose_userns(f: &UsernsFacts, errno: i32, stage: Stage) -> Vec<Cause> {
                 causes.push(Cause {
                     cause: format!(
                         "a namespace limit in /proc/sys/user/ is used up ({})",
-                        errno_name(errno)
+                        describe_errno(errno)
                     ),
                     fix: "raise the matching /proc/sys/user/max_*_namespaces sysctl, or end \
                           the processes holding leftover namespaces (`lsns`)"
@@ -341,14 +341,14 @@ fn diagnose_userns(f: &UsernsFacts, errno: i32, stage: Stage) -> Vec<Cause> {
                 cause: format!(
                     "{} while creating a namespace, the mark of a seccomp filter whose \
                      action kills: {}",
-                    errno_name(e),
+                    describe_errno(e),
                     filter.cause
                 ),
                 fix: filter.fix,
             });
         }
         e => causes.push(Cause {
-            cause: format!("an unexpected error, {}", errno_name(e)),
+            cause: format!("an unexpected error, {}", describe_errno(e)),
             fix: "look for a denial in `journalctl -k`, `dmesg` or the audit log".into(),
         }),
     }
@@ -395,12 +395,12 @@ pub(crate) fn userns_finding(host: &dyn Host, f: &UsernsFacts) -> Finding {
             let seen = match stage {
                 Stage::Create => format!(
                     "{who} cannot create a user namespace: unshare(CLONE_NEWUSER) failed with {}",
-                    errno_name(errno)
+                    describe_errno(errno)
                 ),
                 _ => format!(
                     "{who} can create a user namespace but not the {INNER_NAMESPACES} \
                      namespaces inside it: unshare failed with {}",
-                    errno_name(errno)
+                    describe_errno(errno)
                 ),
             };
             Finding::gap(NAME, State::Missing, format!("{seen}. Cause: {cause}"), fix)

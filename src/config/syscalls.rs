@@ -4,8 +4,8 @@
 //! errors located in the layer's own file.
 
 use super::profile::{Group, Profile, ProfileError};
-use crate::seccomp::names::{errno_value, syscall_nr, ERRNOS};
-use crate::seccomp::{self, Action, Rule};
+use crate::seccomp::names::{errno_value, syscall_nr, MAX_ERRNO};
+use crate::seccomp::{self, Action, Condition, Rule};
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
@@ -92,18 +92,15 @@ pub(crate) fn apply(
                 errno.span(),
                 key,
                 format!(
-                    "unknown errno `{}`; use one of {}",
-                    errno.get_ref(),
-                    ERRNOS
-                        .iter()
-                        .map(|(n, _)| *n)
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    "unknown errno `{}`; use a name such as EPERM, EACCES or ENOSYS, or a number from 1 to {MAX_ERRNO}",
+                    errno.get_ref()
                 ),
             )
         })
     };
 
+    // This layer's own rules, applied onto the earlier layers' below.
+    let mut from_groups: BTreeMap<String, Rule> = BTreeMap::new();
     for g in &sc.groups {
         let group = groups.get(g.get_ref()).ok_or_else(|| {
             src.error(
@@ -118,30 +115,30 @@ pub(crate) fn apply(
         })?;
         for name in &group.syscalls {
             let nr = check_allowable(name, g.span(), "syscalls.groups")?;
-            rules.entry(name.clone()).or_insert_with(|| {
-                vec![Rule {
-                    name: name.clone(),
-                    nr,
-                    action: Action::Allow,
-                    conditions: Vec::new(),
-                    origin: from(format!("group {}", g.get_ref())),
-                }]
+            from_groups.entry(name.clone()).or_insert_with(|| Rule {
+                name: name.clone(),
+                nr,
+                action: Action::Allow,
+                conditions: Vec::new(),
+                origin: from(format!("group {}", g.get_ref())),
             });
         }
     }
+    let mut allowed: BTreeMap<String, Rule> = BTreeMap::new();
     for a in &sc.allow {
         let nr = check_allowable(a.get_ref(), a.span(), "syscalls.allow")?;
-        rules.insert(
+        allowed.insert(
             a.get_ref().clone(),
-            vec![Rule {
+            Rule {
                 name: a.get_ref().clone(),
                 nr,
                 action: Action::Allow,
                 conditions: Vec::new(),
                 origin: from("allow".into()),
-            }],
+            },
         );
     }
+    let mut blanket: BTreeMap<String, Rule> = BTreeMap::new();
     for (name, errno) in &sc.errno {
         let key = format!("syscalls.errno.{}", name.get_ref());
         let nr = syscall_nr(name.get_ref()).ok_or_else(|| {
@@ -151,29 +148,25 @@ pub(crate) fn apply(
                 format!("`{}` is not a syscall on x86_64", name.get_ref()),
             )
         })?;
-        if sc.allow.iter().any(|a| a.get_ref() == name.get_ref()) {
+        if allowed.contains_key(name.get_ref()) {
             return Err(src.error(
                 name.span(),
                 &key,
                 "listed both under allow and errno; keep one",
             ));
         }
-        let value = errno_of(errno, &key)?;
-        // A more specific errno rule overrides a group's allow.
-        rules.insert(
+        blanket.insert(
             name.get_ref().clone(),
-            vec![Rule {
+            Rule {
                 name: name.get_ref().clone(),
                 nr,
-                action: Action::Errno(value),
+                action: Action::Errno(errno_of(errno, &key)?),
                 conditions: Vec::new(),
                 origin: from("errno".into()),
-            }],
+            },
         );
     }
-    // Conditional rules replace what a group said about their syscall; several for one
-    // syscall are alternatives.
-    let mut conditional = std::collections::BTreeSet::new();
+    let mut conditional: BTreeMap<String, Vec<Rule>> = BTreeMap::new();
     for entry in &sc.rule {
         let name = entry.name.get_ref();
         let key = "syscalls.rule";
@@ -187,23 +180,19 @@ pub(crate) fn apply(
             })?,
             None => check_allowable(name, entry.name.span(), key)?,
         };
-        if sc.allow.iter().any(|a| a.get_ref() == name)
-            || sc.errno.keys().any(|e| e.get_ref() == name)
-        {
+        if allowed.contains_key(name) {
             return Err(src.error(
                 entry.name.span(),
                 key,
-                format!("`{name}` also has an unconditional rule under allow or errno; keep one"),
+                format!("`{name}` is also allowed outright under allow, which makes its rules moot; keep one"),
             ));
         }
         let mut conditions = Vec::new();
         for w in &entry.when {
-            let c = seccomp::Condition::parse(w.get_ref())
+            let c = Condition::parse(w.get_ref())
+                .and_then(|c| c.satisfiable().map(|()| c))
                 .map_err(|e| src.error(w.span(), "syscalls.rule.when", e))?;
-            if conditions
-                .iter()
-                .any(|o: &seccomp::Condition| o.arg == c.arg)
-            {
+            if conditions.iter().any(|o: &Condition| o.arg == c.arg) {
                 return Err(src.error(
                     w.span(),
                     "syscalls.rule.when",
@@ -219,16 +208,37 @@ pub(crate) fn apply(
             Some(e) => Action::Errno(errno_of(e, "syscalls.rule.errno")?),
             None => Action::Allow,
         };
-        if conditional.insert(name.clone()) {
-            rules.remove(name);
-        }
-        rules.entry(name.clone()).or_default().push(Rule {
+        conditional.entry(name.clone()).or_default().push(Rule {
             name: name.clone(),
             nr,
             action,
             conditions,
             origin: from("rule".into()),
         });
+    }
+
+    // Onto the earlier layers, per syscall, first match wins:
+    // - a group adds an allow only where nothing decided the syscall yet, in this
+    //   layer (a rule of the layer replaces its group's allow) or an earlier one;
+    // - an allow replaces everything said before;
+    // - this layer's argument rules go in front of what earlier layers said, which
+    //   stays (tried after them) unless `remove` dropped it;
+    // - a blanket errno is the fallback, last, replacing an earlier blanket decision.
+    for (name, rule) in allowed {
+        rules.insert(name, vec![rule]);
+    }
+    for (name, mut mine) in conditional {
+        let earlier = rules.remove(&name).unwrap_or_default();
+        mine.extend(earlier);
+        rules.insert(name, mine);
+    }
+    for (name, rule) in blanket {
+        let list = rules.entry(name).or_default();
+        list.retain(|r| !r.conditions.is_empty());
+        list.push(rule);
+    }
+    for (name, rule) in from_groups {
+        rules.entry(name).or_insert_with(|| vec![rule]);
     }
     Ok(())
 }

@@ -374,8 +374,7 @@ impl fmt::Display for Plan {
                 seccomp::Action::Allow => "allow".to_string(),
                 seccomp::Action::Errno(e) => format!(
                     "errno {}",
-                    crate::seccomp::names::errno_name(e)
-                        .map_or_else(|| e.to_string(), str::to_string)
+                    crate::seccomp::names::errno_name(e).unwrap_or_else(|| e.to_string())
                 ),
             };
             let when: Vec<String> = rule.conditions.iter().map(|c| c.to_string()).collect();

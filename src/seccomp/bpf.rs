@@ -12,6 +12,8 @@ pub const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
 pub const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
 pub const JGE_K: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
 pub const JSET_K: u16 = (libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K) as u16;
+pub const JGT_K: u16 = (libc::BPF_JMP | libc::BPF_JGT | libc::BPF_K) as u16;
+pub const AND_K: u16 = (libc::BPF_ALU | libc::BPF_AND | libc::BPF_K) as u16;
 pub const JA: u16 = (libc::BPF_JMP | libc::BPF_JA) as u16;
 pub const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
 
@@ -70,6 +72,28 @@ impl Asm {
     pub fn jump(&mut self, code: u16, k: u32, yes: Option<Label>, no: Option<Label>) {
         let to = |l: Option<Label>| l.map_or(Target::Next, Target::At);
         self.push(code, k, to(yes), to(no));
+    }
+
+    /// `if (A op k) goto target`, however far `target` is: a conditional jump over an
+    /// unconditional one, whose offset is 32 bits.
+    pub fn goto_if(&mut self, code: u16, k: u32, target: Label) {
+        let skip = self.label();
+        self.jump(code, k, None, Some(skip));
+        self.goto(target);
+        self.place(skip);
+    }
+
+    /// `if !(A op k) goto target`, however far `target` is.
+    pub fn goto_unless(&mut self, code: u16, k: u32, target: Label) {
+        let skip = self.label();
+        self.jump(code, k, Some(skip), None);
+        self.goto(target);
+        self.place(skip);
+    }
+
+    /// `A &= k`.
+    pub fn and(&mut self, k: u32) {
+        self.push(AND_K, k, Target::Next, Target::Next);
     }
 
     pub fn goto(&mut self, label: Label) {

@@ -1,13 +1,14 @@
-//! Compiling a rule set into the BPF program the jail loads: moat's core head first,
-//! then libseccomp's program for the rules, whose default is a violation.
+//! Compiling a rule set into the BPF program the jail loads, with moat's own compiler:
+//! one dispatch on the syscall number (a binary search), then for each syscall the
+//! core's check and its rules in the order given, the first that holds deciding. What
+//! no rule allows is a violation. Nothing is delegated to a library, so the program
+//! does exactly what the rules say, and the core is in it by construction.
 
-use super::bpf::AsmError;
-use super::core::{self, is_denied};
-use super::names::syscall_nr;
-use super::rules::{Action, Rule};
-use libseccomp::{ScmpAction, ScmpArgCompare, ScmpFilterContext};
-use std::io::{Read, Seek};
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use super::bpf::{self, Asm, AsmError, Label};
+use super::core::{self, is_denied, Leaf, TRACE_CORE};
+use super::names::{syscall_nr, AUDIT_ARCH_X86_64, X32_SYSCALL_BIT};
+use super::rules::{Action, CmpOp, Condition, Rule};
+use std::collections::BTreeMap;
 
 /// `SECCOMP_RET_TRACE` data for a syscall outside the policy.
 pub const TRACE_DENIED: u16 = 1;
@@ -29,8 +30,8 @@ pub const FILE_CALLS: &[(&str, usize)] = &[
 /// The longest program the kernel loads (`BPF_MAXINSNS`).
 pub const MAX_INSNS: usize = 4096;
 
-/// A compiled filter: the core's head followed by the rules' program. Only
-/// [`compile`] makes one, so every filter moat loads carries the core.
+/// A compiled filter. Only [`compile`] makes one, so every filter moat loads carries
+/// the core.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Filter {
     insns: Vec<libc::sock_filter>,
@@ -59,113 +60,194 @@ pub enum Exec {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SeccompError {
-    #[error("libseccomp could not build the filter ({what}): {source}")]
-    Build {
-        what: String,
-        #[source]
-        source: libseccomp::error::SeccompError,
-    },
-    #[error("could not export the compiled filter: {0}")]
-    Export(#[from] std::io::Error),
-    #[error("could not lay out the core's filter head: {0}")]
-    Head(#[from] AsmError),
+    #[error("the filter cannot be laid out: {0}")]
+    Layout(#[from] AsmError),
     #[error("the filter has {len} instructions, more than the kernel's {MAX_INSNS}: use fewer rule alternatives")]
     TooLong { len: usize },
+    #[error("`{0}` is not a syscall on x86_64")]
+    Unknown(String),
 }
 
-fn build_err(
-    what: impl Into<String>,
-) -> impl FnOnce(libseccomp::error::SeccompError) -> SeccompError {
-    let what = what.into();
-    move |source| SeccompError::Build { what, source }
+/// What one syscall's part of the filter holds, in order.
+#[derive(Default)]
+struct Entry<'a> {
+    core: Option<Leaf>,
+    /// (conditions, return value), tried in order.
+    rules: Vec<(&'a [Condition], u32)>,
+}
+
+fn ret_trace(data: u16) -> u32 {
+    libc::SECCOMP_RET_TRACE | u32::from(data)
+}
+
+fn ret_errno(e: i32) -> u32 {
+    libc::SECCOMP_RET_ERRNO | (e as u32 & libc::SECCOMP_RET_DATA)
 }
 
 /// Compiles `rules` into the program the child loads.
 ///
-/// The core's head comes first and overrules the rules for every core syscall (see
-/// [`core::head`]). `learn`: calls that open files are traced rather than allowed, so
-/// `moat learn` can list the files the program needed.
+/// For each syscall the core's leaf comes first and overrules the rules (see
+/// [`core::leaves`]): an allow of an always-denied call is dropped here, not merely
+/// refused by profile validation. `learn`: calls that open files are traced rather
+/// than allowed, so `moat learn` can list the files the program needed.
 pub fn compile(rules: &[Rule], exec: Exec, learn: bool) -> Result<Filter, SeccompError> {
-    let mut ctx = ScmpFilterContext::new(ScmpAction::Trace(TRACE_DENIED))
-        .map_err(build_err("create context"))?;
-    // i386 and x32 calls reach different kernel entry points with different numbers;
-    // the native-only filter hands both to the monitor as an arch violation.
-    ctx.set_act_badarch(ScmpAction::Trace(TRACE_BAD_ARCH))
-        .map_err(build_err("bad-arch action"))?;
-    // moat sets no_new_privs itself, right before loading; libseccomp must not.
-    ctx.set_ctl_nnp(false).map_err(build_err("nnp attribute"))?;
-    // A binary tree keeps the cost of an allowed call flat as profiles grow.
-    let _ = ctx.set_ctl_optimize(2);
-
+    let mut entries: BTreeMap<u32, Entry> = BTreeMap::new();
+    for (nr, leaf) in core::leaves(rules) {
+        entries.entry(nr).or_default().core = Some(leaf);
+    }
+    let traced = |name: &str| learn && FILE_CALLS.iter().any(|(n, _)| *n == name);
+    let allow = |name: &str| {
+        if traced(name) {
+            ret_trace(TRACE_FILE)
+        } else {
+            libc::SECCOMP_RET_ALLOW
+        }
+    };
     for rule in rules {
-        // The head decides every core syscall but the errno ones a profile may set;
-        // an allow for one must not even reach libseccomp's program.
         if is_denied(&rule.name) && rule.action == Action::Allow {
             continue;
         }
-        let traced = learn && FILE_CALLS.iter().any(|(n, _)| *n == rule.name);
-        let action = match rule.action {
-            Action::Allow if traced => ScmpAction::Trace(TRACE_FILE),
-            Action::Allow => ScmpAction::Allow,
-            Action::Errno(e) => ScmpAction::Errno(e),
+        let ret = match rule.action {
+            Action::Allow => allow(&rule.name),
+            Action::Errno(e) => ret_errno(e),
         };
-        let conditions: Vec<ScmpArgCompare> = rule.conditions.iter().map(|c| c.to_scmp()).collect();
-        ctx.add_rule_conditional(action, rule.nr, &conditions)
-            .map_err(build_err(format!("rule for {}", rule.name)))?;
+        let nr = u32::try_from(rule.nr).map_err(|_| SeccompError::Unknown(rule.name.clone()))?;
+        entries
+            .entry(nr)
+            .or_default()
+            .rules
+            .push((&rule.conditions, ret));
     }
     if exec == Exec::Allowed {
         for name in ["execve", "execveat"] {
-            let nr = syscall_nr(name).ok_or_else(|| {
-                SeccompError::Export(std::io::Error::other(format!("{name} has no number")))
-            })?;
-            let action = if learn {
-                ScmpAction::Trace(TRACE_FILE)
-            } else {
-                ScmpAction::Allow
-            };
-            ctx.add_rule(action, nr).map_err(build_err(name))?;
+            let nr = syscall_nr(name).ok_or_else(|| SeccompError::Unknown(name.into()))?;
+            entries
+                .entry(nr as u32)
+                .or_default()
+                .rules
+                .push((&[], allow(name)));
         }
     }
-    let mut insns = core::head(rules)?;
-    insns.extend(export(&ctx)?);
+
+    let mut asm = Asm::default();
+    let (denied, bad_arch, core_deny, enosys) =
+        (asm.label(), asm.label(), asm.label(), asm.label());
+    asm.load(bpf::ARCH);
+    asm.goto_unless(bpf::JEQ_K, AUDIT_ARCH_X86_64, bad_arch);
+    asm.load(bpf::NR);
+    // x32 calls are x86-64 calls with a high bit in the number; the x86-64 rules must
+    // not match them, and the monitor reports them as a foreign architecture.
+    asm.goto_if(bpf::JGE_K, X32_SYSCALL_BIT as u32, bad_arch);
+    let nrs: Vec<u32> = entries.keys().copied().collect();
+    let targets: Vec<Label> = nrs.iter().map(|_| asm.label()).collect();
+    dispatch(&mut asm, &nrs, &targets, denied);
+    for (entry, target) in entries.values().zip(&targets) {
+        asm.place(*target);
+        match entry.core {
+            Some(Leaf::Deny) => asm.goto(core_deny),
+            Some(Leaf::Enosys) => asm.goto(enosys),
+            Some(Leaf::Check(check)) => core::emit_check(&mut asm, check, core_deny),
+            None => {}
+        }
+        for (conditions, ret) in &entry.rules {
+            let next = asm.label();
+            for c in conditions.iter() {
+                emit_condition(&mut asm, c, next);
+            }
+            asm.ret(*ret);
+            asm.place(next);
+        }
+        asm.goto(denied);
+    }
+    asm.place(denied);
+    asm.ret(ret_trace(TRACE_DENIED));
+    asm.place(bad_arch);
+    asm.ret(ret_trace(TRACE_BAD_ARCH));
+    asm.place(core_deny);
+    asm.ret(ret_trace(TRACE_CORE));
+    asm.place(enosys);
+    asm.ret(ret_errno(libc::ENOSYS));
+    let insns = asm.finish()?;
     if insns.len() > MAX_INSNS {
         return Err(SeccompError::TooLong { len: insns.len() });
     }
     Ok(Filter { insns })
 }
 
-/// libseccomp 2.5 (Debian 12) can only export to a file descriptor; a memfd keeps the
-/// bytes off the file system.
-fn export(ctx: &ScmpFilterContext) -> Result<Vec<libc::sock_filter>, SeccompError> {
-    // SAFETY: memfd_create with a static NUL-terminated name; the result is checked.
-    let fd = unsafe { libc::memfd_create(c"moat-bpf".as_ptr(), libc::MFD_CLOEXEC) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error().into());
+/// A search over `nrs` (sorted) with the accumulator holding the syscall number: a
+/// match goes to its target, a miss to `miss`.
+fn dispatch(asm: &mut Asm, nrs: &[u32], targets: &[Label], miss: Label) {
+    const LINEAR: usize = 4;
+    if nrs.len() <= LINEAR {
+        for (nr, target) in nrs.iter().zip(targets) {
+            asm.goto_if(bpf::JEQ_K, *nr, *target);
+        }
+        asm.goto(miss);
+        return;
     }
-    // SAFETY: fd is a fresh descriptor we own.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    ctx.export_bpf(fd.as_fd()).map_err(build_err("export"))?;
-    let mut file = std::fs::File::from(fd);
-    file.rewind()?;
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)?;
-    const INSN: usize = std::mem::size_of::<libc::sock_filter>();
-    if bytes.is_empty() || bytes.len() % INSN != 0 {
-        return Err(std::io::Error::other(format!(
-            "libseccomp exported {} bytes, not a whole BPF program",
-            bytes.len()
-        ))
-        .into());
+    let mid = nrs.len() / 2;
+    let upper = asm.label();
+    asm.goto_if(bpf::JGE_K, nrs[mid], upper);
+    dispatch(asm, &nrs[..mid], &targets[..mid], miss);
+    asm.place(upper);
+    dispatch(asm, &nrs[mid..], &targets[mid..], miss);
+}
+
+/// Emits one 64-bit comparison of an argument: it falls through when the condition
+/// holds and jumps to `fail` when not. Classic BPF sees 32-bit words, so the high word
+/// decides unless it is equal, as in libseccomp's programs.
+fn emit_condition(asm: &mut Asm, c: &Condition, fail: Label) {
+    let (lo, hi) = (bpf::ARGS + 8 * c.arg, bpf::ARGS + 8 * c.arg + 4);
+    let (v_lo, v_hi) = (c.value as u32, (c.value >> 32) as u32);
+    let pass = asm.label();
+    match c.op {
+        CmpOp::Eq => {
+            asm.load(hi);
+            asm.jump(bpf::JEQ_K, v_hi, None, Some(fail));
+            asm.load(lo);
+            asm.jump(bpf::JEQ_K, v_lo, None, Some(fail));
+        }
+        CmpOp::Ne => {
+            asm.load(hi);
+            asm.jump(bpf::JEQ_K, v_hi, None, Some(pass));
+            asm.load(lo);
+            asm.jump(bpf::JEQ_K, v_lo, Some(fail), None);
+        }
+        CmpOp::MaskedEq(mask) => {
+            asm.load(hi);
+            asm.and((mask >> 32) as u32);
+            asm.jump(bpf::JEQ_K, v_hi, None, Some(fail));
+            asm.load(lo);
+            asm.and(mask as u32);
+            asm.jump(bpf::JEQ_K, v_lo, None, Some(fail));
+        }
+        CmpOp::Gt | CmpOp::Ge => {
+            asm.load(hi);
+            asm.jump(bpf::JGT_K, v_hi, Some(pass), None);
+            asm.jump(bpf::JEQ_K, v_hi, None, Some(fail));
+            asm.load(lo);
+            let code = if c.op == CmpOp::Gt {
+                bpf::JGT_K
+            } else {
+                bpf::JGE_K
+            };
+            asm.jump(code, v_lo, None, Some(fail));
+        }
+        CmpOp::Lt | CmpOp::Le => {
+            asm.load(hi);
+            asm.jump(bpf::JGT_K, v_hi, Some(fail), None);
+            asm.jump(bpf::JEQ_K, v_hi, None, Some(pass));
+            asm.load(lo);
+            // a < v is !(a >= v); a <= v is !(a > v).
+            let code = if c.op == CmpOp::Lt {
+                bpf::JGE_K
+            } else {
+                bpf::JGT_K
+            };
+            asm.jump(code, v_lo, Some(fail), None);
+        }
     }
-    Ok(bytes
-        .chunks_exact(INSN)
-        .map(|c| libc::sock_filter {
-            code: u16::from_ne_bytes([c[0], c[1]]),
-            jt: c[2],
-            jf: c[3],
-            k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
-        })
-        .collect())
+    asm.place(pass);
 }
 
 #[cfg(test)]

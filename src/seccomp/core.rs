@@ -1,11 +1,11 @@
-//! The always-denied core: what no profile can allow, compiled into the head of every
-//! filter moat loads, in front of whatever rules it is given. A profile may only make
+//! The always-denied core: what no profile can allow, compiled into every filter moat
+//! loads, in front of whatever rules it is given. A profile may only make
 //! a core syscall fail with an errno; any other rule for one is overruled here, in the
 //! filter itself, so no caller of the library can lift the core by building rules by
 //! hand.
 
-use super::bpf::{self, Asm, AsmError, Label};
-use super::names::{syscall_nr, AUDIT_ARCH_X86_64};
+use super::bpf::{self, Asm, Label};
+use super::names::syscall_nr;
 use super::rules::{Action, Rule};
 
 /// `SECCOMP_RET_TRACE` data for a call the core refuses.
@@ -28,6 +28,7 @@ pub const CORE_DENIED: &[&str] = &[
     "fsmount",
     "fspick",
     "open_tree",
+    "open_tree_attr",
     "mount_setattr",
     "unshare",
     "setns",
@@ -60,6 +61,7 @@ pub const CORE_CONDITIONAL: &[(&str, &str)] = &[
     ("ioctl", "never TIOCSTI or TIOCLINUX"),
     ("personality", "only the query personality(0xffffffff)"),
     ("seccomp", "never SECCOMP_FILTER_FLAG_NEW_LISTENER"),
+    ("prlimit64", "only on the calling process itself (pid 0)"),
 ];
 
 /// Whether `name` is in the always-denied core.
@@ -79,13 +81,15 @@ const NAMESPACE_FLAGS: u32 = (libc::CLONE_NEWNS
 /// One argument check of the core: if the syscall is called with argument `arg` (its
 /// low 32 bits, which is all the kernel reads for these calls) matching `test`, the
 /// call is a violation, whatever the profile says.
-struct ArgCheck {
-    name: &'static str,
-    arg: u32,
-    test: ArgTest,
+#[derive(Debug)]
+pub struct ArgCheck {
+    pub(crate) name: &'static str,
+    pub(crate) arg: u32,
+    pub(crate) test: ArgTest,
 }
 
-enum ArgTest {
+#[derive(Debug)]
+pub(crate) enum ArgTest {
     /// Denied if any of these bits is set.
     AnyBit(u32),
     /// Denied if equal to one of these values.
@@ -125,108 +129,77 @@ const ARG_CHECKS: &[ArgCheck] = &[
         arg: 1,
         test: ArgTest::AnyBit(libc::SECCOMP_FILTER_FLAG_NEW_LISTENER as u32),
     },
+    // moat's init runs with the program's ids, so the kernel would let the program
+    // change init's limits (and any other process's of the jail). Only its own, named
+    // as pid 0, as glibc's getrlimit and setrlimit do.
+    ArgCheck {
+        name: "prlimit64",
+        arg: 0,
+        test: ArgTest::Not(0),
+    },
 ];
 
-/// What the head does with one syscall number.
-#[derive(Clone, Copy)]
-enum Leaf {
+/// What the core says about one syscall, placed ahead of the rules for it.
+#[derive(Debug, Clone, Copy)]
+pub enum Leaf {
     /// A violation, always.
     Deny,
-    /// Fails with ENOSYS (clone3: libc falls back to clone, whose flags the filter
-    /// can inspect; clone3's are behind a pointer it cannot read).
+    /// Fails with ENOSYS (clone3: libc falls back to clone, whose flags the filter can
+    /// inspect; clone3's are behind a pointer it cannot read).
     Enosys,
     /// A violation when the argument check matches; otherwise the rules decide.
     Check(&'static ArgCheck),
 }
 
 /// Whether the rules give `name` only errno actions: the one thing a profile may do
-/// with a core syscall. Such a syscall is left to the rules; any allow overrules it.
+/// with a core syscall. Such a call never reaches the kernel, whatever its arguments,
+/// so the core leaves it to the rules; any allow among them overrules that.
 fn errno_only(rules: &[Rule], name: &str) -> bool {
     let mut of = rules.iter().filter(|r| r.name == name).peekable();
     of.peek().is_some() && of.all(|r| matches!(r.action, Action::Errno(_)))
 }
 
-/// The head of every filter, in front of the rules' program: for x86-64 calls, the
-/// core's denials and argument checks, dispatched by a binary search on the syscall
-/// number so that a call pays a handful of comparisons however long the core grows.
-/// Everything the head does not decide falls through to the next instruction after
-/// it. Calls of other architectures fall through too: the rules' program reports them
-/// as architecture violations.
-pub fn head(rules: &[Rule]) -> Result<Vec<libc::sock_filter>, AsmError> {
-    let mut leaves: Vec<(u32, Leaf)> = Vec::new();
+/// What the core puts in front of the rules, by syscall number.
+pub fn leaves(rules: &[Rule]) -> Vec<(u32, Leaf)> {
+    let mut out = Vec::new();
     for name in CORE_DENIED {
-        let nr = nr_of(name);
-        if *name == "clone3" {
-            if !errno_only(rules, name) {
-                leaves.push((nr, Leaf::Enosys));
-            }
-        } else if !errno_only(rules, name) {
-            leaves.push((nr, Leaf::Deny));
+        if errno_only(rules, name) {
+            continue;
         }
+        let leaf = if *name == "clone3" {
+            Leaf::Enosys
+        } else {
+            Leaf::Deny
+        };
+        out.extend(nr_of(name).map(|nr| (nr, leaf)));
     }
     for check in ARG_CHECKS {
-        leaves.push((nr_of(check.name), Leaf::Check(check)));
+        if !errno_only(rules, check.name) {
+            out.extend(nr_of(check.name).map(|nr| (nr, Leaf::Check(check))));
+        }
     }
-    leaves.sort_by_key(|(nr, _)| *nr);
+    out
+}
 
-    let mut asm = Asm::default();
-    let (end, deny, enosys) = (asm.label(), asm.label(), asm.label());
-    asm.load(bpf::ARCH);
-    asm.jump(bpf::JEQ_K, AUDIT_ARCH_X86_64, None, Some(end));
-    asm.load(bpf::NR);
-    let targets: Vec<Label> = leaves.iter().map(|_| asm.label()).collect();
-    dispatch(&mut asm, &leaves, &targets, end);
-    for ((_, leaf), target) in leaves.iter().zip(&targets) {
-        asm.place(*target);
-        match leaf {
-            Leaf::Deny => asm.goto(deny),
-            Leaf::Enosys => asm.goto(enosys),
-            Leaf::Check(check) => {
-                asm.load(bpf::ARGS + 8 * check.arg);
-                match check.test {
-                    ArgTest::AnyBit(mask) => asm.jump(bpf::JSET_K, mask, Some(deny), Some(end)),
-                    ArgTest::OneOf(values) => {
-                        for v in values {
-                            asm.jump(bpf::JEQ_K, *v, Some(deny), None);
-                        }
-                        asm.goto(end);
-                    }
-                    ArgTest::Not(v) => asm.jump(bpf::JEQ_K, v, Some(end), Some(deny)),
-                }
+fn nr_of(name: &str) -> Option<u32> {
+    // Every core name exists on x86-64 (a unit test holds this).
+    syscall_nr(name).and_then(|n| u32::try_from(n).ok())
+}
+
+/// Emits an argument check: a match jumps to `deny`, anything else falls through.
+/// The kernel reads these arguments as 32 bits, so only the low word is compared and
+/// junk in the high half cannot hide a match.
+pub fn emit_check(asm: &mut Asm, check: &ArgCheck, deny: Label) {
+    asm.load(bpf::ARGS + 8 * check.arg);
+    match check.test {
+        ArgTest::AnyBit(mask) => asm.goto_if(bpf::JSET_K, mask, deny),
+        ArgTest::OneOf(values) => {
+            for v in values {
+                asm.goto_if(bpf::JEQ_K, *v, deny);
             }
         }
+        ArgTest::Not(v) => asm.goto_unless(bpf::JEQ_K, v, deny),
     }
-    asm.place(deny);
-    asm.ret(libc::SECCOMP_RET_TRACE | u32::from(TRACE_CORE));
-    asm.place(enosys);
-    asm.ret(libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32);
-    asm.place(end);
-    asm.finish()
-}
-
-fn nr_of(name: &str) -> u32 {
-    // Every core name exists on x86-64 (a unit test holds this); a number no call has
-    // would only make the check unreachable, never open anything.
-    syscall_nr(name).map_or(u32::MAX, |n| n as u32)
-}
-
-/// Emits a search over `leaves` (sorted by number) with the accumulator holding the
-/// syscall number: a match jumps to its target, a miss to `miss`.
-fn dispatch(asm: &mut Asm, leaves: &[(u32, Leaf)], targets: &[Label], miss: Label) {
-    const LINEAR: usize = 4;
-    if leaves.len() <= LINEAR {
-        for ((nr, _), target) in leaves.iter().zip(targets) {
-            asm.jump(bpf::JEQ_K, *nr, Some(*target), None);
-        }
-        asm.goto(miss);
-        return;
-    }
-    let mid = leaves.len() / 2;
-    let upper = asm.label();
-    asm.jump(bpf::JGE_K, leaves[mid].0, Some(upper), None);
-    dispatch(asm, &leaves[..mid], &targets[..mid], miss);
-    asm.place(upper);
-    dispatch(asm, &leaves[mid..], &targets[mid..], miss);
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! The syscall filter: a rule set compiled by libseccomp into classic BPF in the
-//! parent, behind moat's own head that carries the always-denied core. The child only
+//! The syscall filter: a rule set compiled by moat into classic BPF in the parent,
+//! with the always-denied core in front of every syscall's rules. The child only
 //! hands the finished instructions to the kernel, so nothing is compiled (or
 //! allocated) after the clone.
 //!
@@ -16,6 +16,7 @@ pub mod compile;
 pub mod core;
 pub mod names;
 pub mod rules;
+mod table;
 
 pub use compile::{compile, Exec, Filter, SeccompError, FILE_CALLS, TRACE_DENIED, TRACE_FILE};
 pub use core::{CORE_CONDITIONAL, CORE_DENIED};

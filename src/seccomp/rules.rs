@@ -1,7 +1,5 @@
 //! Rules: what a policy says about one syscall, with its argument conditions.
 
-use libseccomp::{ScmpArgCompare, ScmpCompareOp};
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     Allow,
@@ -137,18 +135,27 @@ impl Condition {
             _ => Err(syntax()),
         }
     }
+}
 
-    pub(crate) fn to_scmp(self) -> ScmpArgCompare {
-        let op = match self.op {
-            CmpOp::Eq => ScmpCompareOp::Equal,
-            CmpOp::Ne => ScmpCompareOp::NotEqual,
-            CmpOp::Lt => ScmpCompareOp::Less,
-            CmpOp::Le => ScmpCompareOp::LessOrEqual,
-            CmpOp::Gt => ScmpCompareOp::Greater,
-            CmpOp::Ge => ScmpCompareOp::GreaterEqual,
-            CmpOp::MaskedEq(m) => ScmpCompareOp::MaskedEqual(m),
-        };
-        ScmpArgCompare::new(self.arg, op, self.value)
+impl Condition {
+    /// Whether some argument value meets the condition. One that none can meet would
+    /// make its rule dead (or, in libraries that mask the value too, quietly a
+    /// different rule), so it is refused where it is written.
+    pub fn satisfiable(&self) -> Result<(), String> {
+        match self.op {
+            CmpOp::MaskedEq(mask) if self.value & !mask != 0 => Err(format!(
+                "`{self}` can never hold: the value has bits ({:#x}) outside the mask",
+                self.value & !mask
+            )),
+            CmpOp::Lt if self.value == 0 => {
+                Err(format!("`{self}` can never hold: arguments are unsigned"))
+            }
+            CmpOp::Gt if self.value == u64::MAX => Err(format!(
+                "`{self}` can never hold: no argument is above {:#x}",
+                u64::MAX
+            )),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -199,5 +206,17 @@ mod tests {
         assert!(Condition::parse("arg0 == O_NOPE")
             .unwrap_err()
             .contains("O_NOPE"));
+        let never = |t: &str| Condition::parse(t).unwrap().satisfiable().unwrap_err();
+        assert!(never("arg0 & 1 == 2").contains("bits (0x2) outside the mask"));
+        assert!(never("arg1 < 0").contains("unsigned"));
+        assert!(never("arg1 > 0xffffffffffffffff").contains("no argument is above"));
+        for ok in [
+            "arg0 & 3 == 2",
+            "arg0 <= 0",
+            "arg0 >= 0xffffffffffffffff",
+            "arg0 != 0",
+        ] {
+            assert!(Condition::parse(ok).unwrap().satisfiable().is_ok(), "{ok}");
+        }
     }
 }
