@@ -432,4 +432,156 @@ mod tests {
         let prog = compile(&[], Exec::Allowed, false).unwrap();
         assert_eq!(call(&prog, "execve", [0; 6]), ALLOW);
     }
+
+    /// What the filter must return, worked out from the rules directly.
+    fn reference(rules: &[Rule], exec: Exec, d: &SeccompData) -> u32 {
+        use crate::seccomp::core::{ArgTest, ARG_CHECKS, CORE_DENIED};
+        if d.arch != AUDIT_ARCH_X86_64 || u64::from(d.nr) >= X32_SYSCALL_BIT {
+            return ret_trace(TRACE_BAD_ARCH);
+        }
+        let of: Vec<&Rule> = rules.iter().filter(|r| r.nr as u32 == d.nr).collect();
+        let errno_only =
+            !of.is_empty() && of.iter().all(|r| matches!(r.action, Action::Errno(_)));
+        let name = |n: &str| syscall_nr(n).map(|v| v as u32) == Some(d.nr);
+        if !errno_only {
+            if CORE_DENIED.iter().any(|n| name(n)) {
+                return if name("clone3") {
+                    ret_errno(libc::ENOSYS)
+                } else {
+                    ret_trace(TRACE_CORE)
+                };
+            }
+            for check in ARG_CHECKS.iter().filter(|c| name(c.name)) {
+                let a = d.args[check.arg as usize] as u32;
+                let hit = match check.test {
+                    ArgTest::AnyBit(m) => a & m != 0,
+                    ArgTest::OneOf(vs) => vs.contains(&a),
+                    ArgTest::Not(v) => a != v,
+                };
+                if hit {
+                    return ret_trace(TRACE_CORE);
+                }
+            }
+        }
+        for r in of {
+            if is_denied(&r.name) && r.action == Action::Allow {
+                continue;
+            }
+            let holds = r.conditions.iter().all(|c| {
+                let a = d.args[c.arg as usize];
+                match c.op {
+                    CmpOp::Eq => a == c.value,
+                    CmpOp::Ne => a != c.value,
+                    CmpOp::Lt => a < c.value,
+                    CmpOp::Le => a <= c.value,
+                    CmpOp::Gt => a > c.value,
+                    CmpOp::Ge => a >= c.value,
+                    CmpOp::MaskedEq(m) => a & m == c.value,
+                }
+            });
+            if holds {
+                return match r.action {
+                    Action::Allow => libc::SECCOMP_RET_ALLOW,
+                    Action::Errno(e) => ret_errno(e),
+                };
+            }
+        }
+        if exec == Exec::Allowed && (name("execve") || name("execveat")) {
+            return libc::SECCOMP_RET_ALLOW;
+        }
+        ret_trace(TRACE_DENIED)
+    }
+
+    mod prop {
+        use super::*;
+        use proptest::prelude::*;
+
+        const NAMES: [&str; 12] = [
+            "read", "write", "clone", "ioctl", "ptrace", "personality", "openat", "socket",
+            "prlimit64", "clone3", "execve", "seccomp",
+        ];
+
+        fn value() -> impl Strategy<Value = u64> {
+            prop_oneof![
+                Just(0u64),
+                Just(1),
+                Just(0x5412),
+                Just(u32::MAX as u64),
+                Just(1 << 32),
+                Just(u64::MAX),
+                0u64..8,
+                any::<u64>(),
+            ]
+        }
+
+        fn condition() -> impl Strategy<Value = Condition> {
+            (0u32..6, 0usize..7, value(), value()).prop_map(|(arg, op, value, mask)| {
+                let op = match op {
+                    0 => CmpOp::Eq,
+                    1 => CmpOp::Ne,
+                    2 => CmpOp::Lt,
+                    3 => CmpOp::Le,
+                    4 => CmpOp::Gt,
+                    5 => CmpOp::Ge,
+                    _ => CmpOp::MaskedEq(mask),
+                };
+                let value = if let CmpOp::MaskedEq(m) = op { value & m } else { value };
+                Condition { arg, op, value }
+            })
+        }
+
+        fn rules() -> impl Strategy<Value = Vec<Rule>> {
+            let one = (
+                0..NAMES.len(),
+                proptest::collection::vec(condition(), 0..3),
+                prop_oneof![Just(None), (1i32..200).prop_map(Some)],
+            )
+                .prop_map(|(n, mut conditions, errno)| {
+                    conditions.dedup_by_key(|c| c.arg);
+                    Rule {
+                        name: NAMES[n].into(),
+                        nr: syscall_nr(NAMES[n]).unwrap(),
+                        action: errno.map_or(Action::Allow, Action::Errno),
+                        conditions,
+                        origin: "prop".into(),
+                    }
+                });
+            proptest::collection::vec(one, 0..12)
+        }
+
+        fn call() -> impl Strategy<Value = SeccompData> {
+            (
+                prop_oneof![
+                    (0..NAMES.len()).prop_map(|i| syscall_nr(NAMES[i]).unwrap() as u32),
+                    0u32..500,
+                    Just(0x4000_0027u32),
+                ],
+                prop_oneof![Just(AUDIT_ARCH_X86_64), Just(AUDIT_ARCH_I386)],
+                proptest::array::uniform6(value()),
+            )
+                .prop_map(|(nr, arch, args)| SeccompData {
+                    nr,
+                    arch,
+                    instruction_pointer: 0,
+                    args,
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(400))]
+            #[test]
+            fn the_compiled_filter_does_what_the_rules_say(
+                rules in rules(),
+                allowed_exec in any::<bool>(),
+                calls in proptest::collection::vec(call(), 1..24),
+            ) {
+                let exec = if allowed_exec { Exec::Allowed } else { Exec::Initial };
+                let f = compile(&rules, exec, false).unwrap();
+                for d in &calls {
+                    let got = bpf::run(f.insns(), d).expect("the filter returns");
+                    prop_assert_eq!(got, reference(&rules, exec, d), "call {:?} rules {:?}", d, rules);
+                }
+            }
+        }
+    }
 }

@@ -98,7 +98,7 @@ pub(crate) enum ArgTest {
     Not(u32),
 }
 
-const ARG_CHECKS: &[ArgCheck] = &[
+pub(crate) const ARG_CHECKS: &[ArgCheck] = &[
     // CLONE_UNTRACED would let a child escape PTRACE_O_TRACECLONE, and so the
     // monitor; namespace flags would undo the jail from inside. Legacy clone uses
     // only the low 32 bits of its flags.
