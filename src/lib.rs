@@ -60,6 +60,7 @@ pub use jail::spawn::JailError;
 pub use plan::{Plan, PlanError};
 pub use report::advice::violation_advice;
 pub use report::outcome::{ErrorInfo, ErrorKind, LimitReport, Outcome, Status, Violation};
+pub use watch::cancel::Cancel;
 pub use watch::cgroup::CgroupError;
 pub use watch::run::{RunError, RunOptions};
 pub use watch::stdio::StdioError;

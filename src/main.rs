@@ -161,16 +161,36 @@ fn build(a: &RunArgs, learn: bool) -> Result<Plan, moat::Error> {
     Ok(Plan::build(policy, &a.command)?)
 }
 
-fn write_report(a: &RunArgs, outcome: &moat::Outcome) {
-    if let Some(path) = &a.report {
-        if let Err(e) = std::fs::write(path, outcome.to_json() + "\n") {
-            eprintln!("moat: cannot write the report to {}: {e}", path.display());
+/// A line for people on stderr. A stderr that cannot be written (a full disk, a closed
+/// pipe) is not a reason to fail the run, let alone to abort: the report still says
+/// everything.
+fn say(line: impl std::fmt::Display) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// Writes the report where asked; false when it could not be (the caller asked for a
+/// report and has none, so the run must not look like a success).
+fn write_report(a: &RunArgs, outcome: &moat::Outcome) -> bool {
+    if a.summary {
+        say(outcome.summary());
+    }
+    let Some(path) = &a.report else {
+        return true;
+    };
+    match std::fs::write(path, outcome.to_json() + "\n") {
+        Ok(()) => true,
+        Err(e) => {
+            say(format!(
+                "moat: cannot write the report to {}: {e}",
+                path.display()
+            ));
+            false
         }
     }
-    if a.summary {
-        eprintln!("{}", outcome.summary());
-    }
 }
+
+/// Exit status when the report asked for could not be written.
+const NO_REPORT: u8 = 125;
 
 /// Builds and runs; reports errors and the verdict on stderr and in the report.
 /// Err carries the exit status of a run that could not start.
@@ -180,6 +200,7 @@ fn run_as(a: &RunArgs, learn: bool) -> Result<(Plan, moat::Outcome), u8> {
         stdout: a.stdout.clone(),
         stderr: a.stderr.clone(),
         cgroup: a.cgroup.clone(),
+        cancel: Some(cancel_on_signals()),
     };
     let ran = build(a, learn).and_then(|plan| {
         let outcome = moat::run_with(&plan, &options)?;
@@ -188,22 +209,31 @@ fn run_as(a: &RunArgs, learn: bool) -> Result<(Plan, moat::Outcome), u8> {
     let (plan, outcome) = match ran {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("moat: {e}");
+            say(format!("moat: {e}"));
             let outcome = e.to_outcome();
-            write_report(a, &outcome);
+            if !write_report(a, &outcome) {
+                return Err(NO_REPORT);
+            }
             return Err(outcome.exit_code() as u8);
         }
     };
     if let Some(err) = &outcome.error {
-        eprintln!("moat: {}", err.message);
+        say(format!("moat: {}", err.message));
     }
     if let Some(v) = &outcome.violation {
-        eprintln!(
+        say(format!(
             "moat: violation: {}",
             moat::violation_advice(v, plan.policy())
-        );
+        ));
     }
-    write_report(a, &outcome);
+    if let Some(signal) = outcome.cancelled_by {
+        say(format!(
+            "moat: cancelled by signal {signal}: the jail was ended and everything it held removed"
+        ));
+    }
+    if !write_report(a, &outcome) {
+        return Err(NO_REPORT);
+    }
     Ok((plan, outcome))
 }
 
@@ -212,6 +242,42 @@ fn run(a: &RunArgs) -> u8 {
         Ok((_, outcome)) => outcome.exit_code() as u8,
         Err(code) => code,
     }
+}
+
+/// The token that ends this process's run when moat gets SIGTERM, SIGINT or SIGHUP:
+/// the signals are blocked and a thread waits for them, so the run ends through the
+/// monitor (jail killed, report written, cgroups removed) and moat exits 128+signal.
+fn cancel_on_signals() -> moat::Cancel {
+    static TOKEN: std::sync::OnceLock<moat::Cancel> = std::sync::OnceLock::new();
+    TOKEN
+        .get_or_init(|| {
+            let token = moat::Cancel::new();
+            let mut set = nix::sys::signal::SigSet::empty();
+            for sig in [
+                nix::sys::signal::Signal::SIGTERM,
+                nix::sys::signal::Signal::SIGINT,
+                nix::sys::signal::Signal::SIGHUP,
+            ] {
+                set.add(sig);
+            }
+            // Blocked in this thread before any other exists, so in every thread after.
+            if set.thread_block().is_ok() {
+                let waiter = token.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("signals".into())
+                    .spawn(move || loop {
+                        if let Ok(sig) = set.wait() {
+                            waiter.cancel(sig as i32);
+                        }
+                    });
+                if spawned.is_err() {
+                    // Without the waiter the signals must not stay blocked.
+                    let _ = set.thread_unblock();
+                }
+            }
+            token
+        })
+        .clone()
 }
 
 fn learn(l: &LearnArgs) -> u8 {
@@ -233,12 +299,15 @@ fn learn(l: &LearnArgs) -> u8 {
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
+    if outcome.status == moat::Status::Cancelled {
+        return outcome.exit_code() as u8;
+    }
     let text = moat::learn::profile_text(&base, &plan, &learned, &outcome.summary(), &command);
     if let Err(e) = std::fs::write(&l.save, text) {
-        eprintln!("moat: cannot write {}: {e}", l.save.display());
+        say(format!("moat: cannot write {}: {e}", l.save.display()));
         return 125;
     }
-    eprintln!(
+    say(format!(
         "moat: wrote {} ({} syscalls beyond {}, {} files to bind{}); run it with --profile {}",
         l.save.display(),
         learned.syscalls.len(),
@@ -246,7 +315,7 @@ fn learn(l: &LearnArgs) -> u8 {
         moat::learn::missing_files(&plan, &learned).len(),
         if learned.exec { ", exec allowed" } else { "" },
         l.save.display()
-    );
+    ));
     outcome.exit_code() as u8
 }
 
@@ -275,7 +344,7 @@ fn main() -> ExitCode {
                 0
             }
             Err(e) => {
-                eprintln!("moat: {e}");
+                say(format!("moat: {e}"));
                 e.to_outcome().exit_code() as u8
             }
         },

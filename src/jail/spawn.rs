@@ -12,6 +12,7 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
+use std::sync::Arc;
 
 /// Why the jail could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -118,12 +119,22 @@ fn prepare(
     })
 }
 
+fn kill_init(init: libc::pid_t, pidfd: Option<&OwnedFd>) {
+    if let Some(fd) = pidfd {
+        if sys::pidfd_kill(fd).is_ok() {
+            return;
+        }
+    }
+    // SAFETY: init is our child and not yet reaped while the monitor runs.
+    unsafe { libc::kill(init, libc::SIGKILL) };
+}
+
 /// The running jail, as the parent holds it.
 pub struct Jail {
     /// The jail's init (PID 1 inside), our child.
     pub init: libc::pid_t,
     /// A pidfd for init, so a late kill can never hit a recycled pid.
-    pidfd: Option<OwnedFd>,
+    pidfd: Option<Arc<OwnedFd>>,
     /// Read end of the error pipe: empty unless setup failed before the exec.
     errors: OwnedFd,
 }
@@ -132,13 +143,15 @@ impl Jail {
     /// Kills the whole jail: SIGKILL to its init makes the kernel kill every process in
     /// the PID namespace, including stopped and traced ones.
     pub fn kill(&self) {
-        if let Some(fd) = &self.pidfd {
-            if sys::pidfd_kill(fd).is_ok() {
-                return;
-            }
-        }
-        // SAFETY: init is our child and not yet reaped while the monitor runs.
-        unsafe { libc::kill(self.init, libc::SIGKILL) };
+        kill_init(self.init, self.pidfd.as_deref());
+    }
+
+    /// A handle that kills the jail from any thread, for as long as anyone holds it.
+    /// Through the pidfd it can never hit another process, even after the jail is
+    /// gone; without one (kernels before 5.3) only while the jail is being watched.
+    pub fn killer(&self) -> Arc<dyn Fn() + Send + Sync> {
+        let (init, pidfd) = (self.init, self.pidfd.clone());
+        Arc::new(move || kill_init(init, pidfd.as_deref()))
     }
 
     /// What the child reported through the error pipe (call once init is reaped).
@@ -208,7 +221,7 @@ pub fn spawn(
 
     let jail = Jail {
         init: pid,
-        pidfd: sys::pidfd_open(pid).ok(),
+        pidfd: sys::pidfd_open(pid).ok().map(Arc::new),
         errors: err_r,
     };
     let abort = |e: JailError| {

@@ -97,6 +97,10 @@ pub struct Outcome {
     pub limits: Vec<LimitReport>,
     /// Bytes of stdout and stderr delivered (counted only when output is relayed).
     pub output_bytes: [u64; 2],
+    /// The signal moat got when the run was cancelled from outside (0: cancelled by a
+    /// library caller without one).
+    #[serde(default)]
+    pub cancelled_by: Option<i32>,
     /// What a learning run saw (`moat learn` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub learned: Option<Learned>,
@@ -175,6 +179,7 @@ impl Outcome {
             error: run.observed.setup_failure.as_ref().map(ErrorInfo::of),
             limits: limit_reports(&run.enforcement),
             output_bytes: run.output_bytes,
+            cancelled_by: run.observed.cancelled,
             learned: None,
         }
     }
@@ -189,6 +194,10 @@ impl Outcome {
             Status::CpuTimeLimit | Status::WallTimeLimit => 124,
             Status::MemoryLimit => 137,
             Status::OutputLimit => 153,
+            Status::Cancelled => match self.cancelled_by {
+                Some(s) if s > 0 => 128 + s,
+                _ => 125,
+            },
             Status::SetupError => match self.error.as_ref().map(|e| e.kind) {
                 Some(ErrorKind::ProgramNotFound) => 127,
                 Some(ErrorKind::ProgramNotExecutable) => 126,
@@ -212,6 +221,7 @@ impl Outcome {
             error: Some(ErrorInfo { kind, message }),
             limits: Vec::new(),
             output_bytes: [0, 0],
+            cancelled_by: None,
             learned: None,
         }
     }

@@ -28,6 +28,9 @@ pub enum Status {
     OutputLimit,
     /// moat could not build the jail, or the program could not be started.
     SetupError,
+    /// The run was ended from outside (moat got SIGTERM, SIGINT or SIGHUP, or a
+    /// library caller cancelled it).
+    Cancelled,
 }
 
 impl Status {
@@ -43,6 +46,7 @@ impl Status {
             Status::MemoryLimit => "memory_limit",
             Status::OutputLimit => "output_limit",
             Status::SetupError => "setup_error",
+            Status::Cancelled => "cancelled",
         }
     }
 }
@@ -54,7 +58,10 @@ pub fn verdict(o: &Observed) -> (Status, Option<i32>, Option<i32>) {
         Some(s) if libc::WIFSIGNALED(s) => (None, Some(libc::WTERMSIG(s))),
         _ => (None, None),
     };
-    let status = if o.setup_failure.is_some() {
+    let status = if o.cancelled.is_some() {
+        // Whatever the program was doing when it was ended, ending it was not its doing.
+        Status::Cancelled
+    } else if o.setup_failure.is_some() {
         Status::SetupError
     } else if o.violation.is_some() {
         Status::Violation

@@ -7,6 +7,7 @@
 //! Decides no verdict: that is the report's.
 
 pub mod accounting;
+pub mod cancel;
 pub mod cgroup;
 pub mod enforce;
 pub mod hook;

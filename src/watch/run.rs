@@ -3,6 +3,7 @@
 //! the jail, monitor it, and collect what was seen. The steps are the functions below,
 //! in that order; turning what was seen into a verdict is the report's job.
 
+use super::cancel::Cancel;
 use super::cgroup::{self, Mechanism, Mechanisms, RunCgroup};
 use super::enforce::{self, Enforcement, Enforcer};
 use super::hook::Hook;
@@ -28,6 +29,8 @@ pub struct RunOptions {
     /// A delegated cgroup v2 directory to create the run's cgroup in (default: found
     /// from the host's layout).
     pub cgroup: Option<PathBuf>,
+    /// A token that ends the run from outside (the run then ends as `cancelled`).
+    pub cancel: Option<Cancel>,
 }
 
 /// Why a run could not be started.
@@ -63,6 +66,8 @@ pub struct Observed {
     pub violation: Option<Violation>,
     pub exceeded: Exceeded,
     pub setup_failure: Option<SetupFailure>,
+    /// The run was cancelled from outside, with this signal (0: none named).
+    pub cancelled: Option<i32>,
 }
 
 /// CPU time and peak memory of the run, from the best source there is: the cgroup,
@@ -93,6 +98,18 @@ pub struct Run {
 /// jails at once. `hook` is asked about every call the filter traces after the exec.
 pub fn run(plan: &Plan, opts: &RunOptions, hook: Option<&mut dyn Hook>) -> Result<Run, RunError> {
     let limits = &plan.policy.limits;
+    if let Some(signal) = opts.cancel.as_ref().and_then(Cancel::cancelled) {
+        // Cancelled before anything was built: nothing to start or to clean up.
+        return Ok(Run {
+            observed: Observed {
+                cancelled: Some(signal),
+                ..Observed::default()
+            },
+            figures: Figures::default(),
+            enforcement: Enforcement::default(),
+            output_bytes: [0, 0],
+        });
+    }
     let stdio = Stdio::prepare(
         opts.stdin.as_deref(),
         opts.stdout.as_deref(),
@@ -106,6 +123,7 @@ pub fn run(plan: &Plan, opts: &RunOptions, hook: Option<&mut dyn Hook>) -> Resul
     let started = Instant::now();
     let before_start = |pid: libc::pid_t| cg.as_ref().map_or(Ok(()), |c| c.add(pid));
     let jail = spawn::spawn(plan, stdio.child, &before_start)?;
+    let registered = opts.cancel.as_ref().map(|c| c.register(&jail));
     // Only the jail may hold the write ends: the relay ends when its last writer does.
     drop(stdio.child_ends);
 
@@ -128,8 +146,10 @@ pub fn run(plan: &Plan, opts: &RunOptions, hook: Option<&mut dyn Hook>) -> Resul
         output_cap: limits.output.unwrap_or(u64::MAX),
     };
     let watch = monitor::watch(&jail, supervision, hook);
+    drop(registered);
     let figures = Figures::collect(&watch, cg.as_ref(), mechanisms);
-    let observed = observe(plan, &jail, &watch, &figures, &enforcement, cg.as_ref());
+    let mut observed = observe(plan, &jail, &watch, &figures, &enforcement, cg.as_ref());
+    observed.cancelled = opts.cancel.as_ref().and_then(Cancel::cancelled);
     drop(cg); // kills leftovers and removes the cgroup
     Ok(Run {
         observed,
@@ -262,5 +282,6 @@ fn observe(
         violation: watch.violation.clone(),
         exceeded,
         setup_failure,
+        cancelled: None,
     }
 }

@@ -14,11 +14,14 @@ use std::time::Duration;
 
 static SEQUENCE: AtomicU64 = AtomicU64::new(0);
 
-/// Unique among all runs of this process; the pid keeps concurrent moat processes apart.
+/// Unique among all runs of this process: `moat-PID-OWNER-N`, where the pid keeps
+/// concurrent moat processes apart and OWNER ([`super::sweep::Owner`]) lets a later
+/// moat tell at once whether this one is gone.
 fn next_name() -> String {
     format!(
-        "moat-{}-{}",
+        "moat-{}-{}-{}",
         std::process::id(),
+        super::sweep::Owner::me(),
         SEQUENCE.fetch_add(1, Ordering::Relaxed)
     )
 }
