@@ -3,7 +3,9 @@
 //! profile on its base, and `NAME.local.toml` adjusts a named profile wherever it
 //! comes from.
 
-use super::profile::{Profile, ProfileError};
+use super::profile::{Profile, ProfileError, MAX_PROFILE_BYTES};
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// The profiles shipped in `profiles/`, built into the binary so an installed `moat`
@@ -52,11 +54,36 @@ impl Profile {
     }
 
     fn load_path(path: &Path) -> Result<Profile, ProfileError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ProfileError::Read {
+        let read_err = |source| ProfileError::Read {
             path: path.to_path_buf(),
             source,
-        })?;
-        Self::parse(&text, &path.display().to_string())
+        };
+        let not = |why: String| ProfileError::NotAProfile {
+            path: path.to_path_buf(),
+            why,
+        };
+        // Opened without blocking: a FIFO must not hang the planner; what it is is
+        // then checked on the open file, so nothing can be swapped in between.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(path)
+            .map_err(read_err)?;
+        let meta = file.metadata().map_err(read_err)?;
+        if !meta.is_file() {
+            return Err(not("it is not a regular file".into()));
+        }
+        if meta.len() > MAX_PROFILE_BYTES {
+            return Err(not(format!("it has {} bytes", meta.len())));
+        }
+        let mut bytes = Vec::new();
+        file.take(MAX_PROFILE_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(read_err)?;
+        if bytes.len() as u64 > MAX_PROFILE_BYTES {
+            return Err(not("it grew past the limit while being read".into()));
+        }
+        Self::parse_bytes(&bytes, &path.display().to_string())
     }
 }
 

@@ -74,6 +74,9 @@ pub struct Spec {
     pub unit: Unit,
     /// One line for `--help`.
     pub help: &'static str,
+    /// The largest value that makes sense (raw), past which the value is refused
+    /// rather than wrapped or silently clamped.
+    pub max: u64,
     /// How it may be enforced, best first.
     pub ways: &'static [Way],
     /// What the monitor does for it, for the report (after "monitor").
@@ -102,9 +105,18 @@ fn cpu_backstop(micros: u64) -> (u64, u64) {
     (soft, soft.saturating_add(1))
 }
 
+/// A year, in microseconds: no run is meant to last longer.
+const YEAR_US: u64 = 365 * 86_400 * 1_000_000;
+/// 1 EiB, what `units::parse_size` accepts.
+const MAX_SIZE: u64 = 1 << 60;
+/// The kernel's `PID_MAX_LIMIT`: no jail can hold more processes and threads.
+const PID_MAX_LIMIT: u64 = 1 << 22;
+/// The kernel's `NR_OPEN` ceiling (`fs.nr_open` cannot go past it).
+const MAX_FILES: u64 = 1 << 30;
+
 macro_rules! limits {
     ($( $(#[doc = $doc:literal])+ $field:ident / $variant:ident: $unit:ident,
-        flag $flag:literal, ways [$($way:expr),*], monitor $monitor:literal,
+        flag $flag:literal, max $max:expr, ways [$($way:expr),*], monitor $monitor:literal,
         rlimit $rlimit:expr; )+) => {
         /// Limits on a run; `None` means not limited by moat.
         #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -124,6 +136,7 @@ macro_rules! limits {
             flag: $flag,
             unit: Unit::$unit,
             help: concat!($($doc),+),
+            max: $max,
             ways: &[$($way),*],
             monitor: $monitor,
             rlimit: $rlimit,
@@ -149,42 +162,42 @@ macro_rules! limits {
 
 limits! {
     /// CPU time (user+system) of the whole process tree, e.g. 2s.
-    cpu_time / CpuTime: Duration, flag "cpu-time",
+    cpu_time / CpuTime: Duration, flag "cpu-time", max YEAR_US,
         ways [Way::Cgroup(Controller::Cpu), Way::Monitor], monitor " sampling /proc",
         rlimit Some(Rlimit { resource: libc::RLIMIT_CPU, name: "RLIMIT_CPU",
             values: cpu_backstop, as_way: "", beside: " backstop" });
     /// Wall-clock time, e.g. 5s or 1500ms.
-    wall_time / WallTime: Duration, flag "wall-time",
+    wall_time / WallTime: Duration, flag "wall-time", max YEAR_US,
         ways [Way::Monitor], monitor "", rlimit None;
     /// Memory of the whole process tree, e.g. 256MiB.
-    memory / Memory: Size, flag "memory",
+    memory / Memory: Size, flag "memory", max MAX_SIZE,
         ways [Way::Cgroup(Controller::Memory), Way::Monitor],
         monitor " sampling /proc (resident memory of the tree)", rlimit None;
     /// Processes and threads at once (moat's init not counted).
-    processes / Processes: Count, flag "processes",
+    processes / Processes: Count, flag "processes", max PID_MAX_LIMIT,
         ways [Way::Cgroup(Controller::Pids), Way::Rlimit], monitor "",
         rlimit Some(Rlimit { resource: libc::RLIMIT_NPROC, name: "RLIMIT_NPROC",
             values: nproc, as_way: " (counted per user namespace)", beside: "" });
     /// Bytes of stdout and stderr together; output past it is cut and the run ends.
-    output / Output: Size, flag "output",
+    output / Output: Size, flag "output", max MAX_SIZE,
         ways [Way::Relay], monitor "", rlimit None;
     /// Largest file the program may write.
-    file_size / FileSize: Size, flag "file-size",
+    file_size / FileSize: Size, flag "file-size", max MAX_SIZE,
         ways [Way::Rlimit], monitor "",
         rlimit Some(Rlimit { resource: libc::RLIMIT_FSIZE, name: "RLIMIT_FSIZE",
             values: both, as_way: "", beside: "" });
     /// Stack size.
-    stack / Stack: Size, flag "stack",
+    stack / Stack: Size, flag "stack", max MAX_SIZE,
         ways [Way::Rlimit], monitor "",
         rlimit Some(Rlimit { resource: libc::RLIMIT_STACK, name: "RLIMIT_STACK",
             values: both, as_way: "", beside: "" });
     /// Open file descriptors.
-    open_files / OpenFiles: Count, flag "open-files",
+    open_files / OpenFiles: Count, flag "open-files", max MAX_FILES,
         ways [Way::Rlimit], monitor "",
         rlimit Some(Rlimit { resource: libc::RLIMIT_NOFILE, name: "RLIMIT_NOFILE",
             values: both, as_way: "", beside: "" });
     /// Address-space limit (RLIMIT_AS); off unless set, it breaks JVM, Go and V8.
-    address_space / AddressSpace: Size, flag "address-space",
+    address_space / AddressSpace: Size, flag "address-space", max MAX_SIZE,
         ways [Way::Rlimit], monitor "",
         rlimit Some(Rlimit { resource: libc::RLIMIT_AS, name: "RLIMIT_AS",
             values: both, as_way: "", beside: "" });
@@ -236,19 +249,35 @@ impl fmt::Display for Limit {
 impl Spec {
     /// Parses a value as a person writes it, in this limit's unit.
     pub fn parse(&self, text: &str) -> Result<u64, UnitError> {
+        let raw = self.parse_unbounded(text)?;
+        let err = |reason: String| UnitError {
+            input: text.to_string(),
+            what: format!("{} limit", self.key),
+            reason,
+        };
+        if self.unit == Unit::Duration && raw < 1000 {
+            return Err(err("must be at least 1ms".into()));
+        }
+        if raw > self.max {
+            return Err(err(format!("must be at most {}", self.format(self.max))));
+        }
+        Ok(raw)
+    }
+
+    fn parse_unbounded(&self, text: &str) -> Result<u64, UnitError> {
         match self.unit {
             Unit::Duration => units::parse_duration(text).map(Raw::to_raw),
             Unit::Size => units::parse_size(text),
             Unit::Count => match text.trim().parse::<u64>() {
                 Ok(0) => Err(UnitError {
                     input: text.to_string(),
-                    what: "count",
+                    what: format!("{} limit", self.key),
                     reason: "must be at least 1".into(),
                 }),
                 Ok(n) => Ok(n),
                 Err(_) => Err(UnitError {
                     input: text.to_string(),
-                    what: "count",
+                    what: format!("{} limit", self.key),
                     reason: "expected a whole number, at least 1".into(),
                 }),
             },
@@ -327,6 +356,7 @@ pub(crate) fn from_profile(profile: &Profile) -> Result<Limits, ProfileError> {
         let raw = match (spec.unit, value.get_ref()) {
             (Unit::Count, toml::Value::Integer(n)) => match u64::try_from(*n) {
                 Ok(0) | Err(_) => return Err(at("must be at least 1".into())),
+                Ok(n) if n > spec.max => return Err(at(format!("must be at most {}", spec.max))),
                 Ok(n) => n,
             },
             (Unit::Count, _) => return Err(at("expected a whole number, e.g. 8".into())),

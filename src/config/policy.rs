@@ -146,6 +146,10 @@ impl Bind {
             value: format!("{}:{}", self.src.display(), self.dst.display()),
             message: message.to_string(),
         };
+        let nul = |p: &Path| p.as_os_str().as_encoded_bytes().contains(&0);
+        if nul(&self.src) || nul(&self.dst) {
+            return Err(bad("a path holds a NUL byte"));
+        }
         if !self.src.is_absolute() || !self.dst.is_absolute() {
             return Err(bad("both paths must be absolute"));
         }
@@ -196,6 +200,13 @@ impl Policy {
         let origins: Vec<&str> = layers.iter().map(|l| l.source.origin.as_str()).collect();
 
         let cwd = match &overrides.cwd {
+            Some(c) if c.as_os_str().as_encoded_bytes().contains(&0) => {
+                return Err(PolicyError::Option {
+                    option: "--cwd",
+                    value: c.display().to_string(),
+                    message: "holds a NUL byte".into(),
+                })
+            }
             Some(c) if !c.is_absolute() => {
                 return Err(PolicyError::Option {
                     option: "--cwd",
@@ -362,14 +373,27 @@ impl Layered {
             self.cwd = Some(absolute(src, c, "process.cwd")?);
         }
         if let Some(env) = &p.env {
-            self.env
-                .get_or_insert_with(BTreeMap::new)
-                .extend(env.clone());
+            let into = self.env.get_or_insert_with(BTreeMap::new);
+            for (k, v) in env {
+                let key = format!("process.env.{}", k.get_ref());
+                if k.get_ref().is_empty() || k.get_ref().contains(['=', '\0']) {
+                    return Err(src
+                        .error(
+                            k.span(),
+                            &key,
+                            "a variable's name must be non-empty, without `=` or NUL",
+                        )
+                        .into());
+                }
+                no_nul(src, v, &key)?;
+                into.insert(k.get_ref().clone(), v.get_ref().clone());
+            }
         }
         if p.allow_exec.is_some() {
             self.allow_exec = p.allow_exec;
         }
         for a in &p.args {
+            no_nul(src, a, "process.args")?;
             super::args::check(a.get_ref()).map_err(|e| src.error(a.span(), "process.args", e))?;
             self.args.push(a.get_ref().clone());
         }
@@ -443,11 +467,27 @@ impl Layered {
     }
 }
 
+/// A NUL byte cannot reach the kernel (every path and argument is a C string): say
+/// where it is rather than fail when the jail is built.
+fn no_nul(src: &Source, value: &toml::Spanned<String>, key: &str) -> Result<(), PolicyError> {
+    match value.get_ref().find('\0') {
+        Some(at) => Err(src
+            .error(
+                value.span(),
+                key,
+                format!("holds a NUL byte (at character {at}), which no path or argument can"),
+            )
+            .into()),
+        None => Ok(()),
+    }
+}
+
 fn absolute(
     src: &Source,
     value: &toml::Spanned<String>,
     key: &str,
 ) -> Result<PathBuf, PolicyError> {
+    no_nul(src, value, key)?;
     let path = Path::new(value.get_ref());
     if !path.is_absolute() {
         return Err(src

@@ -44,7 +44,7 @@ pub struct Process {
     pub gid: Option<u32>,
     pub cwd: Option<Spanned<String>>,
     /// The whole environment of the program (nothing is inherited from the caller).
-    pub env: Option<BTreeMap<String, String>>,
+    pub env: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
     /// Allow execve after the program has started (shells, compilers).
     pub allow_exec: Option<bool>,
     /// Arguments put right after the program's name, before the user's; templates
@@ -193,7 +193,13 @@ pub enum ProfileError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{path} is not a profile: {why}; a profile is a regular TOML file of at most {MAX_PROFILE_BYTES} bytes")]
+    NotAProfile { path: PathBuf, why: String },
 }
+
+/// The largest profile file read: real ones are a few KiB, and a path to a device or a
+/// huge file must not make moat read without end.
+pub const MAX_PROFILE_BYTES: u64 = 1 << 20;
 
 impl Profile {
     /// Parses profile text; `origin` names it in errors (a path, or `built-in:NAME`).
@@ -204,15 +210,48 @@ impl Profile {
         };
         let mut profile: Profile = toml::from_str(text).map_err(|e| {
             let (line, column) = e.span().map_or((1, 1), |s| source.locate(s.start));
+            // toml's messages may span lines ("invalid array\nexpected `]`") or be
+            // empty (a value cut short at the end of the file).
+            let lines: Vec<&str> = e.message().lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+            let message = if lines.is_empty() {
+                "a value is missing or cut short here (an `=` with nothing after it, or the file ends inside a value)".to_string()
+            } else {
+                lines.join("; ")
+            };
             ProfileError::Syntax {
                 origin: origin.to_string(),
                 line,
                 column,
-                message: e.message().trim_end().to_string(),
+                message,
             }
         })?;
         profile.source = source;
         Ok(profile)
+    }
+
+    /// Parses a profile file's bytes: as [`Profile::parse`], with text that is not
+    /// UTF-8 located at its first bad byte.
+    pub fn parse_bytes(bytes: &[u8], origin: &str) -> Result<Profile, ProfileError> {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => Self::parse(text, origin),
+            Err(e) => {
+                let good = &bytes[..e.valid_up_to()];
+                let source = Source {
+                    origin: origin.to_string(),
+                    text: String::from_utf8_lossy(good).into_owned(),
+                };
+                let (line, column) = source.locate(good.len());
+                Err(ProfileError::Syntax {
+                    origin: origin.to_string(),
+                    line,
+                    column,
+                    message: format!(
+                        "not UTF-8 text (byte {:#04x}); a profile is a TOML file in UTF-8",
+                        bytes[e.valid_up_to()]
+                    ),
+                })
+            }
+        }
     }
 }
 

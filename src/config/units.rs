@@ -11,8 +11,8 @@ use std::time::Duration;
 pub struct UnitError {
     /// The text given.
     pub input: String,
-    /// What it should have been (`duration`, `size`, `count`).
-    pub what: &'static str,
+    /// What it should have been (`duration`, `size`, `processes limit`).
+    pub what: String,
     /// Why it is not one, and what would be.
     pub reason: String,
 }
@@ -33,7 +33,7 @@ fn split_number(s: &str) -> Option<(f64, &str)> {
 pub fn parse_duration(input: &str) -> Result<Duration, UnitError> {
     let err = |reason: &str| UnitError {
         input: input.to_string(),
-        what: "duration",
+        what: "duration".into(),
         reason: reason.to_string(),
     };
     let (value, unit) =
@@ -58,7 +58,7 @@ pub fn parse_duration(input: &str) -> Result<Duration, UnitError> {
 pub fn parse_size(input: &str) -> Result<u64, UnitError> {
     let err = |reason: &str| UnitError {
         input: input.to_string(),
-        what: "size",
+        what: "size".into(),
         reason: reason.to_string(),
     };
     let (value, unit) = split_number(input)

@@ -161,7 +161,12 @@ impl ChildFailure {
                 "changing to the working directory {}",
                 plan.policy.cwd.display()
             ),
-            Stage::Rlimit => "setting resource limits".to_string(),
+            Stage::Rlimit => match plan.rlimits.get(self.index as usize) {
+                Some((resource, soft, hard)) => {
+                    format!("setting {} to {soft} (hard {hard})", rlimit_name(*resource))
+                }
+                None => "setting resource limits".to_string(),
+            },
             Stage::Securebits => "locking securebits".to_string(),
             Stage::Bounding => "dropping the capability bounding set".to_string(),
             Stage::Ambient => "clearing ambient capabilities".to_string(),
@@ -189,6 +194,21 @@ impl ChildFailure {
         };
         format!("{what} failed: {err}{hint}")
     }
+}
+
+/// `RLIMIT_NOFILE` for its number, and the limit that asked for it.
+fn rlimit_name(resource: libc::__rlimit_resource_t) -> String {
+    if resource == libc::RLIMIT_CORE {
+        return "RLIMIT_CORE".into();
+    }
+    crate::config::limits::TABLE
+        .iter()
+        .find_map(|s| {
+            s.rlimit
+                .filter(|r| r.resource == resource)
+                .map(|r| format!("{} (limit {})", r.name, s.key))
+        })
+        .unwrap_or_else(|| format!("rlimit {resource}"))
 }
 
 #[cfg(test)]

@@ -79,6 +79,21 @@ pub enum PlanError {
     /// needs it).
     #[error(transparent)]
     Elf(#[from] ElfError),
+    /// A limit needs an rlimit above the one this process may give (no one can raise a
+    /// hard rlimit without privileges over the whole machine).
+    #[error("limit {limit} = {value} needs {rlimit} {needed}, above this process's hard limit of {hard}: lower the limit, or raise the hard limit before starting moat (ulimit -H, or LimitNOFILE=/LimitNPROC= in a systemd unit)")]
+    AboveHardLimit {
+        /// The limit's key.
+        limit: &'static str,
+        /// Its value, as a person writes it.
+        value: String,
+        /// The rlimit it sets.
+        rlimit: &'static str,
+        /// The hard value it needs.
+        needed: u64,
+        /// The hard value this process has.
+        hard: u64,
+    },
     /// The jail's file tree cannot be laid out as asked.
     #[error(transparent)]
     Rootfs(#[from] RootfsError),
@@ -176,6 +191,7 @@ impl Plan {
             .collect::<Result<Vec<_>, _>>()?;
         let ids = IdMaps::for_current_caller(policy.uid, policy.gid);
         let rlimits = policy.limits.rlimits();
+        check_hard_limits(&policy.limits)?;
         Ok(Plan {
             policy,
             program,
@@ -203,6 +219,34 @@ impl Plan {
     pub fn argv(&self) -> impl Iterator<Item = &OsStr> {
         self.argv.iter().map(|a| OsStr::from_bytes(a.as_bytes()))
     }
+}
+
+/// Refuses, before anything runs, a limit whose rlimit the child could not set: the
+/// jail's user namespace gives no power over rlimits, which belong to the whole
+/// machine, so a hard limit above the caller's fails with EPERM.
+fn check_hard_limits(limits: &crate::config::limits::Limits) -> Result<(), PlanError> {
+    for (spec, value) in limits.set_ones() {
+        let Some(r) = &spec.rlimit else { continue };
+        let (_, needed) = (r.values)(value);
+        let mut cur = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes one rlimit struct we own.
+        if unsafe { libc::getrlimit(r.resource, &mut cur) } != 0 {
+            continue;
+        }
+        if cur.rlim_max != libc::RLIM_INFINITY && needed > cur.rlim_max {
+            return Err(PlanError::AboveHardLimit {
+                limit: spec.key,
+                value: spec.format(value),
+                rlimit: r.name,
+                needed,
+                hard: cur.rlim_max,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Finds the program as a shell would: a name with a `/` is a path (relative to the

@@ -97,6 +97,28 @@ enum Node {
     File(Vec<u8>),
 }
 
+impl fmt::Display for Node {
+    /// What a node puts at its path, in words, for error messages.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Node::Dir => f.write_str("a directory"),
+            Node::Symlink(target) => write!(f, "a symlink to {}", target.display()),
+            Node::Bind {
+                src, device: true, ..
+            } => write!(f, "the device {}", src.display()),
+            Node::Bind { src, rw, .. } => write!(
+                f,
+                "a {} bind of {}",
+                if *rw { "writable" } else { "read-only" },
+                src.display()
+            ),
+            Node::Tmpfs { size } => write!(f, "a tmpfs of {}", crate::config::units::Size(*size)),
+            Node::Proc => f.write_str("/proc"),
+            Node::File(_) => f.write_str("a file of the rootfs template"),
+        }
+    }
+}
+
 struct Builder {
     nodes: BTreeMap<PathBuf, Node>,
 }
@@ -124,7 +146,7 @@ impl Builder {
             Some(_) if node == Node::Dir => Ok(()),
             Some(existing) => Err(RootfsError::Conflict {
                 path,
-                other: format!("{existing:?}"),
+                other: existing.to_string(),
             }),
         }
     }

@@ -440,8 +440,7 @@ mod tests {
             return ret_trace(TRACE_BAD_ARCH);
         }
         let of: Vec<&Rule> = rules.iter().filter(|r| r.nr as u32 == d.nr).collect();
-        let errno_only =
-            !of.is_empty() && of.iter().all(|r| matches!(r.action, Action::Errno(_)));
+        let errno_only = !of.is_empty() && of.iter().all(|r| matches!(r.action, Action::Errno(_)));
         let name = |n: &str| syscall_nr(n).map(|v| v as u32) == Some(d.nr);
         if !errno_only {
             if CORE_DENIED.iter().any(|n| name(n)) {
@@ -497,8 +496,18 @@ mod tests {
         use proptest::prelude::*;
 
         const NAMES: [&str; 12] = [
-            "read", "write", "clone", "ioctl", "ptrace", "personality", "openat", "socket",
-            "prlimit64", "clone3", "execve", "seccomp",
+            "read",
+            "write",
+            "clone",
+            "ioctl",
+            "ptrace",
+            "personality",
+            "openat",
+            "socket",
+            "prlimit64",
+            "clone3",
+            "execve",
+            "seccomp",
         ];
 
         fn value() -> impl Strategy<Value = u64> {
@@ -525,7 +534,11 @@ mod tests {
                     5 => CmpOp::Ge,
                     _ => CmpOp::MaskedEq(mask),
                 };
-                let value = if let CmpOp::MaskedEq(m) = op { value & m } else { value };
+                let value = if let CmpOp::MaskedEq(m) = op {
+                    value & m
+                } else {
+                    value
+                };
                 Condition { arg, op, value }
             })
         }

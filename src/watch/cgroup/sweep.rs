@@ -53,7 +53,9 @@ impl fmt::Display for Owner {
 
 fn pidns_of(pid: &str) -> Option<u64> {
     use std::os::unix::fs::MetadataExt;
-    fs::metadata(format!("/proc/{pid}/ns/pid")).ok().map(|m| m.ino())
+    fs::metadata(format!("/proc/{pid}/ns/pid"))
+        .ok()
+        .map(|m| m.ino())
 }
 
 /// Field 22 of /proc/PID/stat.
@@ -140,10 +142,16 @@ mod tests {
         let pid = std::process::id() as i32;
         assert_eq!(owner_gone(pid, &format!("{me}-3")), Some(false));
         // The same pid started at another time is another process.
-        let other = Owner { start: me.start + 1, ..me };
+        let other = Owner {
+            start: me.start + 1,
+            ..me
+        };
         assert_eq!(owner_gone(pid, &format!("{other}-3")), Some(true));
         // Another pid namespace, or the old name: cannot tell.
-        let foreign = Owner { pidns: me.pidns + 1, ..me };
+        let foreign = Owner {
+            pidns: me.pidns + 1,
+            ..me
+        };
         assert_eq!(owner_gone(pid, &format!("{foreign}-3")), None);
         assert_eq!(owner_gone(pid, "3"), None);
     }
