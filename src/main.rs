@@ -319,14 +319,41 @@ fn learn(l: &LearnArgs) -> u8 {
     outcome.exit_code() as u8
 }
 
-/// Makes sure fds 0, 1 and 2 are open (on /dev/null if the caller closed them): the
-/// jail's program gets exactly these three, and a pipe moat opens must never land on one.
+/// Whether fd 1 or 2 was closed when moat started. The Rust runtime reopens a closed
+/// standard descriptor on /dev/null before `main`, read-write; a shell's `>/dev/null`
+/// opens it write-only. So /dev/null held read-write on stdout or stderr is taken to be
+/// one the caller closed.
+fn was_closed(fd: i32) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(format!("/proc/self/fd/{fd}")) else {
+        return false;
+    };
+    let null = meta.file_type().is_char_device() && meta.rdev() == libc::makedev(1, 3);
+    // SAFETY: F_GETFL only queries the descriptor's flags.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    null && flags >= 0 && flags & libc::O_ACCMODE == libc::O_RDWR
+}
+
+/// Makes sure the jail's program finds fds 0, 1 and 2 (it gets exactly these three,
+/// and a pipe moat opens must never land on one). A stdout or stderr the caller closed
+/// becomes a pipe nobody reads: what is written there goes nowhere, and the report says
+/// so (`output_errors`) rather than count it delivered.
 fn ensure_stdio() {
-    for fd in 0..3 {
-        // SAFETY: F_GETFD only queries the descriptor table.
-        if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-            // SAFETY: open returns the lowest free descriptor, which is `fd`.
-            unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) };
+    for fd in 1..3 {
+        if !was_closed(fd) {
+            continue;
+        }
+        let mut ends = [-1; 2];
+        // SAFETY: pipe2 writes two new descriptors into the array.
+        if unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC) } == 0 {
+            // SAFETY: dup2 onto `fd` (dropping the runtime's /dev/null; dup2 clears
+            // close-on-exec on the copy) and close the two descriptors just made.
+            unsafe {
+                libc::dup2(ends[1], fd);
+                libc::close(ends[0]);
+                libc::close(ends[1]);
+            }
         }
     }
 }

@@ -95,8 +95,13 @@ pub struct Outcome {
     pub error: Option<ErrorInfo>,
     /// Each limit that was set, its value and how it was enforced.
     pub limits: Vec<LimitReport>,
-    /// Bytes of stdout and stderr delivered (counted only when output is relayed).
+    /// Bytes of stdout and stderr delivered (counted only when output is relayed):
+    /// written to their destination, not merely read from the program.
     pub output_bytes: [u64; 2],
+    /// Why stdout's or stderr's destination stopped taking bytes (a closed pipe, a full
+    /// disk): what the program wrote after that was not delivered.
+    #[serde(default)]
+    pub output_errors: [Option<String>; 2],
     /// The signal moat got when the run was cancelled from outside (0: cancelled by a
     /// library caller without one).
     #[serde(default)]
@@ -179,6 +184,7 @@ impl Outcome {
             error: run.observed.setup_failure.as_ref().map(ErrorInfo::of),
             limits: limit_reports(&run.enforcement),
             output_bytes: run.output_bytes,
+            output_errors: run.output_errors.clone(),
             cancelled_by: run.observed.cancelled,
             learned: None,
         }
@@ -221,6 +227,7 @@ impl Outcome {
             error: Some(ErrorInfo { kind, message }),
             limits: Vec::new(),
             output_bytes: [0, 0],
+            output_errors: [None, None],
             cancelled_by: None,
             learned: None,
         }

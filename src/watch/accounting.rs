@@ -71,24 +71,14 @@ pub fn parse_hwm(text: &str) -> Option<u64> {
         .map(|k| k * 1024)
 }
 
-/// Samples the processes among `pids` (thread ids are folded into their process).
-pub fn sample(pids: &HashSet<i32>) -> Sample {
+/// For each process in `procs` (thread-group leaders), its CPU time (its threads' and its
+/// reaped children's) and resident memory, and the largest peak resident memory.
+pub fn sample(procs: &HashSet<i32>) -> Sample {
     let (hz, page) = (clock_ticks(), page_size());
-    let mut seen = HashSet::new();
     let mut out = Sample::default();
-    for &pid in pids {
-        let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
-            continue;
-        };
-        let Some(tgid) = parse_tgid(&status) else {
-            continue;
-        };
-        if !seen.insert(tgid) {
-            continue;
-        }
-        out.hwm = out.hwm.max(parse_hwm(&status).unwrap_or(0));
+    for &pid in procs {
         // /proc/TGID/stat covers every thread of the process.
-        let Some((user, system, rss_pages)) = std::fs::read_to_string(format!("/proc/{tgid}/stat"))
+        let Some((user, system, rss_pages)) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
             .ok()
             .and_then(|t| parse_stat(&t))
         else {
@@ -97,8 +87,46 @@ pub fn sample(pids: &HashSet<i32>) -> Sample {
         out.user += Duration::from_micros(user * 1_000_000 / hz);
         out.system += Duration::from_micros(system * 1_000_000 / hz);
         out.rss += rss_pages * page;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        out.hwm = out.hwm.max(parse_hwm(&status).unwrap_or(0));
     }
     out
+}
+
+/// Resident memory of `procs` (thread-group leaders), from the short /proc/PID/statm:
+/// the read the monitor repeats fastest as a memory limit nears.
+pub fn resident(procs: &HashSet<i32>) -> u64 {
+    let page = page_size();
+    procs
+        .iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/statm")).ok())
+        .filter_map(|t| t.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map(|pages| pages * page)
+        .sum()
+}
+
+/// Bytes stored in the jail's writable tmpfs mounts (`mounts`, paths inside the jail),
+/// seen through process `pid`'s root. A file kept in a tmpfs is memory as much as the
+/// heap is; a cgroup charges it, and without one this is how it is counted.
+pub fn tmpfs_used(pid: i32, mounts: &[std::path::PathBuf]) -> u64 {
+    mounts
+        .iter()
+        .filter_map(|m| {
+            let rel = m.strip_prefix("/").unwrap_or(m);
+            let at = std::path::Path::new(&format!("/proc/{pid}/root")).join(rel);
+            let st = nix::sys::statvfs::statvfs(&at).ok()?;
+            let used = st.blocks().saturating_sub(st.blocks_free());
+            Some(used * st.fragment_size())
+        })
+        .sum()
+}
+
+/// Whether `tid` is a thread-group leader (a process, not one more thread of one).
+pub fn is_process(tid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{tid}/status"))
+        .ok()
+        .and_then(|t| parse_tgid(&t))
+        .map_or(true, |tgid| tgid == tid)
 }
 
 #[cfg(test)]
@@ -123,6 +151,9 @@ mod tests {
         let s = sample(&HashSet::from([me]));
         assert!(s.rss > 0);
         assert!(s.hwm >= s.rss / 2);
+        let r = resident(&HashSet::from([me]));
+        assert!(r > s.rss / 2 && r < s.rss * 2, "{r} vs {}", s.rss);
+        assert!(is_process(me));
         assert_eq!(parse_tgid("Name:\tx\nTgid:\t77\n"), Some(77));
         assert_eq!(
             parse_hwm("VmPeak:\t9 kB\nVmHWM:\t  1200 kB\n"),

@@ -14,4 +14,5 @@ pub mod hook;
 pub mod monitor;
 pub mod relay;
 pub mod run;
+pub mod sampler;
 pub mod stdio;

@@ -6,12 +6,14 @@
 //! jails monitored from several threads of one process never see each other's events.
 
 use super::hook::{Hook, TracedCall};
+use super::sampler::{self, Findings, Tree};
 use super::{accounting, relay};
 use crate::jail::spawn::Jail;
 use crate::seccomp::{self, bpf, bpf::SeccompData, Filter};
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Mutex};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 const PTRACE_GET_SYSCALL_INFO: libc::c_uint = 0x420e;
@@ -39,12 +41,15 @@ pub struct Supervision<'a> {
     pub filter: &'a Filter,
     pub started: Instant,
     pub wall: Option<Duration>,
-    /// CPU time of the whole tree; checked every `SAMPLE` from `cpu_source` (a cgroup)
+    /// CPU time of the whole tree; checked every `sampler::SAMPLE` from `cpu_source` (a cgroup)
     /// or, without one, from /proc.
     pub cpu: Option<Duration>,
     pub cpu_source: Option<&'a (dyn Fn() -> Option<Duration> + Sync)>,
     /// A memory limit the monitor enforces itself (none when a cgroup does).
     pub memory: Option<u64>,
+    /// The jail's writable tmpfs mounts (paths inside), whose files count as memory
+    /// when the monitor enforces it.
+    pub tmpfs: Vec<PathBuf>,
     /// Output streams to relay, and the cap on their total.
     pub relay: Vec<relay::Stream>,
     pub output_cap: u64,
@@ -74,9 +79,6 @@ pub struct Exceeded {
     pub output: bool,
 }
 
-/// How often CPU time and memory are sampled when a limit needs it.
-const SAMPLE: Duration = Duration::from_millis(10);
-
 /// What the loop saw.
 #[derive(Default)]
 pub struct Watch {
@@ -100,78 +102,35 @@ pub struct Watch {
 /// asked about every call the filter traces after the program's exec.
 pub fn watch(jail: &Jail, sup: Supervision<'_>, hook: Option<&mut dyn Hook>) -> Watch {
     let mut w = Watch::default();
-    let wall_hit = AtomicBool::new(false);
-    let cpu_hit = AtomicBool::new(false);
-    let mem_hit = AtomicBool::new(false);
     let out_hit = AtomicBool::new(false);
-    let peak = AtomicU64::new(0);
-    let last_cpu: Mutex<Option<(Duration, Duration)>> = Mutex::new(None);
-    // Processes and threads of the jail, for /proc sampling.
-    let live: Mutex<HashSet<libc::pid_t>> = Mutex::new(HashSet::from([jail.init]));
-    let sample_proc = (sup.cpu.is_some() && sup.cpu_source.is_none()) || sup.memory.is_some();
+    let tree = Tree::new(jail.init);
+    let found = Findings::default();
+    let limits = sampler::Limits {
+        started: sup.started,
+        wall: sup.wall,
+        cpu: sup.cpu,
+        cpu_source: sup.cpu_source,
+        memory: sup.memory,
+        tmpfs: &sup.tmpfs,
+    };
     let (done_tx, done_rx) = mpsc::channel::<()>();
     // Every kill takes one last look at the tree first: processes killed with the jail
     // are never accounted to init (the kernel autoreaps them while the PID namespace
     // is torn down), so their CPU time and peak memory would otherwise be lost.
-    let record = |s: accounting::Sample| {
-        peak.fetch_max(s.rss.max(s.hwm), Ordering::SeqCst);
-        let mut last = last_cpu.lock().unwrap_or_else(|e| e.into_inner());
-        if !last.is_some_and(|(u, sy)| u + sy > s.cpu()) {
-            *last = Some((s.user, s.system));
-        }
-    };
     let end_run = || {
-        let pids = live.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        record(accounting::sample(&pids));
+        let memory = if sup.memory.is_some() {
+            tree.memory(&sup.tmpfs)
+        } else {
+            0
+        };
+        found.record(&accounting::sample(&tree.processes()), memory);
         jail.kill();
     };
-    let (record, end_run) = (&record, &end_run);
+    let end_run = &end_run;
     std::thread::scope(|scope| {
-        let needs_sampler = sup.wall.is_some() || sup.cpu.is_some() || sup.memory.is_some();
-        if needs_sampler {
-            let (wall_hit, cpu_hit, mem_hit, live, sup) =
-                (&wall_hit, &cpu_hit, &mem_hit, &live, &sup);
-            scope.spawn(move || loop {
-                let deadline = sup.wall.map(|w| w.saturating_sub(sup.started.elapsed()));
-                let polling = sup.cpu.is_some() || sup.memory.is_some();
-                let wait = match (deadline, polling) {
-                    (Some(d), true) => d.min(SAMPLE),
-                    (Some(d), false) => d,
-                    (None, _) => SAMPLE,
-                };
-                match done_rx.recv_timeout(wait) {
-                    Err(mpsc::RecvTimeoutError::Timeout) => {}
-                    _ => return, // the run is over
-                }
-                if sup.wall.is_some_and(|w| sup.started.elapsed() >= w) {
-                    wall_hit.store(true, Ordering::SeqCst);
-                    end_run();
-                    return;
-                }
-                let sampled = sample_proc.then(|| {
-                    let pids = live.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                    accounting::sample(&pids)
-                });
-                if let Some(s) = sampled {
-                    record(s);
-                    if sup.memory.is_some_and(|m| s.rss > m) {
-                        mem_hit.store(true, Ordering::SeqCst);
-                        end_run();
-                        return;
-                    }
-                }
-                if let Some(limit) = sup.cpu {
-                    let used = match sup.cpu_source {
-                        Some(source) => source(),
-                        None => sampled.map(|s| s.cpu()),
-                    };
-                    if used.is_some_and(|u| u >= limit) {
-                        cpu_hit.store(true, Ordering::SeqCst);
-                        end_run();
-                        return;
-                    }
-                }
-            });
+        if limits.needed() {
+            let (tree, limits, found) = (&tree, &limits, &found);
+            scope.spawn(move || sampler::run(tree, limits, found, done_rx, end_run));
         }
         let relay_thread = (!sup.relay.is_empty()).then(|| {
             let (streams, cap, out_hit) = (&sup.relay, sup.output_cap, &out_hit);
@@ -182,7 +141,7 @@ pub fn watch(jail: &Jail, sup: Supervision<'_>, hook: Option<&mut dyn Hook>) -> 
                 })
             })
         });
-        event_loop(jail, &mut w, &live, end_run, sup.filter, hook);
+        event_loop(jail, &mut w, &tree, end_run, sup.filter, hook);
         w.wall_time = sup.started.elapsed();
         drop(done_tx);
         if let Some(t) = relay_thread {
@@ -191,13 +150,16 @@ pub fn watch(jail: &Jail, sup: Supervision<'_>, hook: Option<&mut dyn Hook>) -> 
         }
     });
     w.exceeded = Exceeded {
-        wall_time: wall_hit.load(Ordering::SeqCst),
-        cpu_time: cpu_hit.load(Ordering::SeqCst),
-        memory: mem_hit.load(Ordering::SeqCst),
+        wall_time: found.wall.load(Ordering::SeqCst),
+        cpu_time: found.cpu.load(Ordering::SeqCst),
+        memory: found.memory.load(Ordering::SeqCst),
         output: out_hit.load(Ordering::SeqCst),
     };
-    w.sampled_peak = peak.load(Ordering::SeqCst);
-    w.sampled_cpu = last_cpu.into_inner().unwrap_or_else(|e| e.into_inner());
+    w.sampled_peak = found.peak.load(Ordering::SeqCst);
+    w.sampled_cpu = found
+        .last_cpu
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner());
     w
 }
 
@@ -271,7 +233,7 @@ fn moat_decision(filter: &Filter, info: &SyscallInfo) -> Decision {
 fn event_loop(
     jail: &Jail,
     w: &mut Watch,
-    live: &Mutex<HashSet<libc::pid_t>>,
+    tree: &Tree,
     end_run: &dyn Fn(),
     filter: &Filter,
     mut hook: Option<&mut dyn Hook>,
@@ -300,7 +262,7 @@ fn event_loop(
                 w.rusage = Some(ru);
             }
             ended.insert(pid, status);
-            live.lock().unwrap_or_else(|e| e.into_inner()).remove(&pid);
+            tree.died(pid);
             continue;
         }
         if !libc::WIFSTOPPED(status) {
@@ -340,18 +302,29 @@ fn event_loop(
                     end_run();
                 }
             }
-            libc::PTRACE_EVENT_FORK | libc::PTRACE_EVENT_VFORK | libc::PTRACE_EVENT_CLONE => {
+            event @ (libc::PTRACE_EVENT_FORK
+            | libc::PTRACE_EVENT_VFORK
+            | libc::PTRACE_EVENT_CLONE) => {
                 let child = event_msg(pid).map(|p| p as libc::pid_t);
                 if pid == jail.init && program.is_none() {
                     program = child;
                 }
                 if let Some(c) = child {
-                    live.lock().unwrap_or_else(|e| e.into_inner()).insert(c);
+                    // A fork's child has memory of its own; a vfork child borrows its
+                    // parent's until it execs; a clone is a thread unless it leads a
+                    // thread group of its own.
+                    let process = match event {
+                        libc::PTRACE_EVENT_FORK => true,
+                        libc::PTRACE_EVENT_VFORK => false,
+                        _ => accounting::is_process(c),
+                    };
+                    tree.born(c, process);
                 }
                 cont(pid, libc::PTRACE_CONT, 0);
             }
             libc::PTRACE_EVENT_EXEC => {
                 exec_seen = true;
+                tree.execed(pid);
                 cont(pid, libc::PTRACE_CONT, 0);
             }
             libc::PTRACE_EVENT_STOP => {

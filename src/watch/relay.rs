@@ -12,27 +12,40 @@ pub struct Stream {
     pub to: RawFd,
 }
 
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Relayed {
-    /// Bytes delivered per stream, in the order given.
+    /// Bytes delivered per stream, in the order given: written to the destination.
     pub delivered: [u64; 2],
+    /// Why a stream's destination stopped taking bytes (a closed pipe, a full disk),
+    /// per stream; what came after was read from the program and dropped.
+    pub failed: [Option<String>; 2],
     /// The program wrote more than the cap.
     pub exceeded: bool,
 }
 
-fn write_all(fd: RawFd, mut buf: &[u8]) -> bool {
-    while !buf.is_empty() {
-        // SAFETY: write from a live slice.
-        let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+/// Writes `buf` to `fd`: how much was written, and the error that stopped it.
+fn write_all(fd: RawFd, buf: &[u8]) -> (usize, Option<std::io::Error>) {
+    let mut done = 0;
+    while done < buf.len() {
+        let rest = &buf[done..];
+        // SAFETY: write from a live slice of the given length.
+        let n = unsafe { libc::write(fd, rest.as_ptr().cast(), rest.len()) };
         if n < 0 {
-            if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EINTR) {
                 continue;
             }
-            return false;
+            return (done, Some(e));
         }
-        buf = &buf[n as usize..];
+        if n == 0 {
+            return (
+                done,
+                Some(std::io::Error::from(std::io::ErrorKind::WriteZero)),
+            );
+        }
+        done += n as usize;
     }
-    true
+    (done, None)
 }
 
 /// Copies the streams until all reach end of file. `cap` bounds the total of all
@@ -41,9 +54,9 @@ pub fn run(streams: &[Stream], cap: u64, exceeded: &dyn Fn()) -> Relayed {
     let mut out = Relayed::default();
     let mut total = 0u64;
     let mut open: Vec<bool> = vec![true; streams.len()];
-    // Destinations that failed (a closed pipe on moat's side) are dropped silently:
-    // the program's verdict must not depend on who reads moat's output.
-    let mut dest_ok: Vec<bool> = vec![true; streams.len()];
+    // A destination that failed (a closed pipe on moat's side) takes nothing more, but
+    // the program's verdict must not depend on who reads moat's output: its bytes are
+    // still read (and counted against the cap), only not delivered.
     let mut buf = vec![0u8; 64 * 1024];
     while open.iter().any(|o| *o) {
         let mut fds: Vec<libc::pollfd> = streams
@@ -83,11 +96,11 @@ pub fn run(streams: &[Stream], cap: u64, exceeded: &dyn Fn()) -> Relayed {
             let n = n as u64;
             let room = cap.saturating_sub(total);
             let take = n.min(room);
-            if take > 0 && dest_ok[i] {
-                dest_ok[i] = write_all(streams[i].to, &buf[..take as usize]);
-            }
-            if take > 0 {
-                out.delivered[i.min(1)] += take;
+            let slot = i.min(1);
+            if take > 0 && out.failed[slot].is_none() {
+                let (written, error) = write_all(streams[i].to, &buf[..take as usize]);
+                out.delivered[slot] += written as u64;
+                out.failed[slot] = error.map(|e| e.to_string());
             }
             total += take;
             if n > take && !out.exceeded {

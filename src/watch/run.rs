@@ -91,6 +91,8 @@ pub struct Run {
     pub enforcement: Enforcement,
     /// Bytes of stdout and stderr delivered (counted only when output is relayed).
     pub output_bytes: [u64; 2],
+    /// Why stdout's or stderr's destination stopped taking bytes, if it did.
+    pub output_errors: [Option<String>; 2],
 }
 
 /// Runs a planned program in the jail and waits until every process of it is gone.
@@ -108,6 +110,7 @@ pub fn run(plan: &Plan, opts: &RunOptions, hook: Option<&mut dyn Hook>) -> Resul
             figures: Figures::default(),
             enforcement: Enforcement::default(),
             output_bytes: [0, 0],
+            output_errors: [None, None],
         });
     }
     let stdio = Stdio::prepare(
@@ -142,6 +145,7 @@ pub fn run(plan: &Plan, opts: &RunOptions, hook: Option<&mut dyn Hook>) -> Resul
         cpu_source,
         // A cgroup's memory limit is the kernel's to enforce.
         memory: enforcement.value_if(Limit::Memory, Enforcer::Monitor),
+        tmpfs: plan.policy.tmpfs.iter().map(|t| t.path.clone()).collect(),
         relay: stdio.relay,
         output_cap: limits.output.unwrap_or(u64::MAX),
     };
@@ -156,6 +160,7 @@ pub fn run(plan: &Plan, opts: &RunOptions, hook: Option<&mut dyn Hook>) -> Resul
         figures,
         enforcement,
         output_bytes: watch.relayed.delivered,
+        output_errors: watch.relayed.failed.clone(),
     })
 }
 

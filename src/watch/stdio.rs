@@ -53,6 +53,15 @@ fn open_with(
     })
 }
 
+/// Whether `path` names the file `file` is open on.
+fn same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
 fn create(path: &Path) -> io::Result<File> {
     OpenOptions::new()
         .write(true)
@@ -74,14 +83,23 @@ impl Stdio {
         let stdin = stdin
             .map(|p| open_with("open the --stdin file", p, |p| File::open(p)))
             .transpose()?;
-        let outputs = [
-            stdout
-                .map(|p| open_with("create the --stdout file", p, create))
-                .transpose()?,
+        let out_file = stdout
+            .map(|p| open_with("create the --stdout file", p, create))
+            .transpose()?;
+        // One file for both (`>F 2>&1`): one open file description, so the streams are
+        // written in the order they come, neither truncating nor overwriting the other.
+        let shared = match (stdout, stderr, &out_file) {
+            (Some(o), Some(e), Some(f)) => o == e || same_file(f, e),
+            _ => false,
+        };
+        let err_file = if shared {
+            None
+        } else {
             stderr
                 .map(|p| open_with("create the --stderr file", p, create))
-                .transpose()?,
-        ];
+                .transpose()?
+        };
+        let outputs = [out_file, err_file];
         let mut out = Stdio {
             child: [stdin.as_ref().map_or(-1, |f| f.as_raw_fd()), -1, -1],
             child_ends: Vec::new(),
@@ -89,7 +107,11 @@ impl Stdio {
             _files: Vec::new(),
         };
         for (i, file) in outputs.iter().enumerate() {
-            let dest = file.as_ref().map_or(i as RawFd + 1, |f| f.as_raw_fd());
+            let file = match (i, shared) {
+                (1, true) => outputs[0].as_ref(),
+                _ => file.as_ref(),
+            };
+            let dest = file.map_or(i as RawFd + 1, |f| f.as_raw_fd());
             if relayed {
                 let (from, to) = sys::pipe().map_err(StdioError::Pipe)?;
                 out.child[i + 1] = to.as_raw_fd();
