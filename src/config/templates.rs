@@ -45,6 +45,14 @@ pub fn fill(contents: &[u8], uid: u32, gid: u32, hostname: &str) -> Vec<u8> {
     out.into_bytes()
 }
 
+/// The files of template `name`: (path inside the jail, contents as shipped).
+pub fn files(name: &str) -> impl Iterator<Item = (&'static str, &'static [u8])> + '_ {
+    TEMPLATES
+        .iter()
+        .filter(move |(t, _, _)| *t == name)
+        .map(|(_, p, c)| (*p, *c))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,12 +76,4 @@ mod tests {
         assert!(!group.contains("sandbox"), "{group}");
         assert!(passwd.starts_with("root:x:0:0:") && passwd.ends_with('\n'));
     }
-}
-
-/// The files of template `name`: (path inside the jail, contents as shipped).
-pub fn files(name: &str) -> impl Iterator<Item = (&'static str, &'static [u8])> + '_ {
-    TEMPLATES
-        .iter()
-        .filter(move |(t, _, _)| *t == name)
-        .map(|(_, p, c)| (*p, *c))
 }
