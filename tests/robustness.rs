@@ -7,49 +7,11 @@ mod common;
 use common::*;
 use serde_json::Value;
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 const MIB: u64 = 1 << 20;
-
-const CGROUP_ROOTS: &[&str] = &[
-    "/sys/fs/cgroup/memory",
-    "/sys/fs/cgroup/pids",
-    "/sys/fs/cgroup/unified",
-    "/sys/fs/cgroup/cpuacct",
-    "/sys/fs/cgroup",
-];
-
-/// Every cgroup directory (any hierarchy, any depth) whose name starts with `prefix`.
-fn cgroup_dirs(prefix: &str) -> Vec<PathBuf> {
-    fn walk(dir: &Path, prefix: &str, depth: usize, out: &mut Vec<PathBuf>) {
-        if depth > 12 {
-            return;
-        }
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for e in entries.flatten() {
-            // Cgroup directories are real directories; control files are not.
-            if !e.file_type().is_ok_and(|t| t.is_dir()) {
-                continue;
-            }
-            let p = e.path();
-            if e.file_name().to_string_lossy().starts_with(prefix) {
-                out.push(p.clone());
-            }
-            walk(&p, prefix, depth + 1, out);
-        }
-    }
-    let mut out = Vec::new();
-    for root in CGROUP_ROOTS {
-        walk(Path::new(root), prefix, 0, &mut out);
-    }
-    out.sort();
-    out.dedup();
-    out
-}
 
 /// The cgroup paths (relative to each hierarchy) of a live process, from the host's view.
 fn cgroups_of(pid: i32) -> Vec<String> {

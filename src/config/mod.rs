@@ -8,6 +8,8 @@
 //! reading profile files.
 
 pub mod args;
+#[cfg(test)]
+mod fuzz;
 pub mod layers;
 pub mod limits;
 pub mod policy;

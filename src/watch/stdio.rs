@@ -107,11 +107,14 @@ impl Stdio {
             _files: Vec::new(),
         };
         for (i, file) in outputs.iter().enumerate() {
-            let file = match (i, shared) {
-                (1, true) => outputs[0].as_ref(),
-                _ => file.as_ref(),
-            };
-            let dest = file.map_or(i as RawFd + 1, |f| f.as_raw_fd());
+            if i == 1 && shared {
+                // The very descriptor stdout got: one open file description, and with
+                // a cap one pipe, so the relay sees the two streams in their order
+                // (and counts them together, as stdout).
+                out.child[2] = out.child[1];
+                continue;
+            }
+            let dest = file.as_ref().map_or(i as RawFd + 1, |f| f.as_raw_fd());
             if relayed {
                 let (from, to) = sys::pipe().map_err(StdioError::Pipe)?;
                 out.child[i + 1] = to.as_raw_fd();

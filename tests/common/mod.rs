@@ -584,3 +584,44 @@ pub fn assert_escape_fixture_violations(profile: &str) {
         }
     }
 }
+
+// ------------------------------------------------ cgroups left behind
+
+/// Where run cgroups can be, in any hierarchy this host mounts.
+pub const CGROUP_ROOTS: &[&str] = &[
+    "/sys/fs/cgroup/memory",
+    "/sys/fs/cgroup/pids",
+    "/sys/fs/cgroup/unified",
+    "/sys/fs/cgroup/cpuacct",
+    "/sys/fs/cgroup",
+];
+
+/// Every cgroup directory (any hierarchy, any depth) whose name starts with `prefix`.
+pub fn cgroup_dirs(prefix: &str) -> Vec<PathBuf> {
+    fn walk(dir: &Path, prefix: &str, depth: usize, out: &mut Vec<PathBuf>) {
+        if depth > 12 {
+            return;
+        }
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            // Cgroup directories are real directories; control files are not.
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let p = e.path();
+            if e.file_name().to_string_lossy().starts_with(prefix) {
+                out.push(p.clone());
+            }
+            walk(&p, prefix, depth + 1, out);
+        }
+    }
+    let mut out = Vec::new();
+    for root in CGROUP_ROOTS {
+        walk(Path::new(root), prefix, 0, &mut out);
+    }
+    out.sort();
+    out.dedup();
+    out
+}

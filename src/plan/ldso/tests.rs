@@ -813,3 +813,68 @@ fn system_programs_match_ldd() {
     eprintln!("{checked} dynamic programs match ldd");
     assert!(checked > 10);
 }
+
+mod hostile {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn boundary() -> impl Strategy<Value = u64> {
+        prop_oneof![
+            Just(0u64),
+            Just(1),
+            Just(u64::MAX),
+            Just(u32::MAX as u64),
+            Just(i64::MAX as u64),
+            Just(0x40),
+            Just(0x1000),
+            any::<u64>(),
+        ]
+    }
+
+    /// Overwrites `width` bytes at `at` (little-endian) with `value`.
+    fn poke(bytes: &mut [u8], at: usize, width: usize, value: u64) {
+        let at = at.min(bytes.len().saturating_sub(width));
+        for (i, b) in value.to_le_bytes().iter().take(width).enumerate() {
+            if let Some(slot) = bytes.get_mut(at + i) {
+                *slot = *b;
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// The fields ld.so and the kernel read (ELF and program headers, the dynamic
+        /// array and its strings, all in the first pages) set to hostile values: the
+        /// resolver answers, never panics, never allocates without bound.
+        #[test]
+        fn hostile_elf_fields_are_errors_not_panics(
+            pokes in prop::collection::vec((0usize..8192, prop::sample::select(vec![1usize, 2, 4, 8]), boundary()), 1..6),
+        ) {
+            let original = std::fs::read("/bin/true").unwrap();
+            let mut bytes = original.clone();
+            for (at, width, value) in pokes {
+                poke(&mut bytes, at, width, value);
+            }
+            let dir = tempfile::tempdir().unwrap();
+            let victim = dir.path().join("victim");
+            std::fs::write(&victim, &bytes).unwrap();
+            std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o755)).unwrap();
+            let _ = resolve(&victim, &[], &cache());
+        }
+
+        #[test]
+        fn a_hostile_loader_cache_is_an_error_not_a_panic(
+            pokes in prop::collection::vec((0usize..4096, prop::sample::select(vec![1usize, 4, 8]), boundary()), 1..6),
+            cut in 0usize..4096,
+        ) {
+            let original = std::fs::read("/etc/ld.so.cache").unwrap_or_default();
+            let mut bytes = original.clone();
+            for (at, width, value) in pokes {
+                poke(&mut bytes, at, width, value);
+            }
+            let _ = LdCache::parse(&bytes);
+            let _ = LdCache::parse(&bytes[..cut.min(bytes.len())]);
+        }
+    }
+}
