@@ -233,4 +233,23 @@ mod tests {
             125
         );
     }
+
+    #[test]
+    fn a_failed_rlimit_is_named() {
+        use crate::config::policy::{Overrides, Policy};
+        let mut o = Overrides::default();
+        o.limits.open_files = Some(64);
+        let plan =
+            Plan::build(Policy::load("default", &o).unwrap(), &["/bin/true".into()]).unwrap();
+        let at = plan
+            .rlimits
+            .iter()
+            .position(|(r, _, _)| *r == libc::RLIMIT_NOFILE)
+            .unwrap();
+        let text = ChildFailure::new(Stage::Rlimit, at as u32, libc::EPERM).describe(&plan);
+        assert!(
+            text.starts_with("setting RLIMIT_NOFILE (limit open_files) to 64 (hard 64) failed:"),
+            "{text}"
+        );
+    }
 }
