@@ -80,7 +80,9 @@ fn in_jail(plan: &Plan, path: &Path) -> bool {
     plan.tree.steps.iter().any(|s| match s {
         Step::Bind { dst, .. } => path.starts_with(dst),
         Step::Tmpfs { dst, .. } | Step::Proc { dst } | Step::Seal { dst } => path.starts_with(dst),
-        Step::Symlink { path: p, .. } | Step::File { path: p, .. } => p == path,
+        Step::Symlink { path: p, .. }
+        | Step::File { path: p, .. }
+        | Step::InnerBind { dst: p, .. } => p == path,
         Step::Mkdir { .. } => false,
     })
 }

@@ -54,7 +54,7 @@ pub(crate) mod watch;
 
 pub use config::layers::listing as profile_listing;
 pub use config::limits::{Limit, Limits};
-pub use config::policy::{Bind, Overrides, Policy, PolicyError};
+pub use config::policy::{Bind, FileIn, FileOut, Overrides, Policy, PolicyError, Workdir};
 pub use config::{limits, units};
 pub use jail::spawn::JailError;
 pub use plan::{Plan, PlanError};

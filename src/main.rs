@@ -153,6 +153,7 @@ fn overrides(a: &RunArgs, learn: bool) -> Result<Overrides, moat::Error> {
         env,
         limits: a.limits.0.clone(),
         learn,
+        workdir: None,
     })
 }
 

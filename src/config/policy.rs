@@ -28,6 +28,117 @@ pub struct Tmpfs {
     pub size: u64,
 }
 
+/// A private work dir for one run: a size-capped tmpfs inside the jail (the default
+/// cwd), filled before the program starts and read back after it ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workdir {
+    /// Where it is inside the jail (`/w`).
+    pub path: PathBuf,
+    /// The tmpfs's size: everything the program and the files put in may hold.
+    pub size: u64,
+    /// Files put in before the program starts.
+    pub files_in: Vec<FileIn>,
+    /// Files read back after the program ends, at most `max` bytes each.
+    pub files_out: Vec<FileOut>,
+}
+
+/// One file put into the work dir.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileIn {
+    /// Its name relative to the work dir (`in.txt`, `src/main.c`).
+    pub name: PathBuf,
+    /// Its bytes.
+    pub contents: std::sync::Arc<[u8]>,
+    /// Its permission bits; with an execute bit it can be the program.
+    pub mode: u32,
+}
+
+/// One file read back from the work dir after the run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileOut {
+    /// Its name relative to the work dir.
+    pub name: PathBuf,
+    /// The most bytes taken; a larger file is an error, not a cut copy.
+    pub max: u64,
+}
+
+/// Whether `name` is a plain relative path inside a directory: no `..`, no root, no
+/// `.`, nothing empty, no NUL. Names like `../etc/passwd` or `/etc/passwd` would let a
+/// request write or read outside the work dir.
+pub fn plain_relative(name: &Path) -> Result<(), &'static str> {
+    let text = name.as_os_str().as_encoded_bytes();
+    if text.is_empty() {
+        return Err("is empty");
+    }
+    if text.contains(&0) {
+        return Err("holds a NUL byte");
+    }
+    if name.is_absolute() {
+        return Err("is absolute; name a file inside the work dir");
+    }
+    for c in name.components() {
+        match c {
+            Component::Normal(_) => {}
+            Component::ParentDir => return Err("climbs out with `..`"),
+            _ => return Err("holds `.` or an empty component"),
+        }
+    }
+    if text.ends_with(b"/") || text.windows(2).any(|w| w == b"//") {
+        return Err("holds an empty component");
+    }
+    Ok(())
+}
+
+impl Workdir {
+    /// The work dir held to what can be built: an absolute place that is not `/`,
+    /// plain relative names, no name twice, everything put in fitting its size.
+    fn checked(&self) -> Result<Workdir, PolicyError> {
+        let bad = |value: String, message: String| PolicyError::Option {
+            option: "workdir",
+            value,
+            message,
+        };
+        let path = normalize(&self.path);
+        if !self.path.is_absolute() || path == Path::new("/") {
+            return Err(bad(
+                self.path.display().to_string(),
+                "must be an absolute path other than /".into(),
+            ));
+        }
+        if self.size == 0 {
+            return Err(bad(self.size.to_string(), "must be at least 1 byte".into()));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        let mut total: u64 = 0;
+        for f in &self.files_in {
+            plain_relative(&f.name)
+                .map_err(|why| bad(f.name.display().to_string(), format!("the file name {why}")))?;
+            if !seen.insert(f.name.clone()) {
+                return Err(bad(f.name.display().to_string(), "is put in twice".into()));
+            }
+            // tmpfs counts whole pages.
+            total = total.saturating_add((f.contents.len() as u64).div_ceil(4096) * 4096);
+        }
+        if total > self.size {
+            return Err(bad(
+                format!("{total} bytes"),
+                format!(
+                    "the files put in do not fit the work dir of {}",
+                    units::Size(self.size)
+                ),
+            ));
+        }
+        for f in &self.files_out {
+            plain_relative(&f.name)
+                .map_err(|why| bad(f.name.display().to_string(), format!("the file name {why}")))?;
+        }
+        Ok(Workdir {
+            path,
+            ..self.clone()
+        })
+    }
+}
+
 /// A profile plus the caller's overrides, validated and fully resolved. Only
 /// [`Policy::load`] and [`Policy::resolve`] make one, so a Policy never holds what a
 /// profile could not say (an allow of the always-denied core, say).
@@ -57,6 +168,8 @@ pub struct Policy {
     pub(crate) learn: bool,
     /// Syscall rules, sorted by name: one per syscall, or several conditional ones.
     pub(crate) rules: Vec<Rule>,
+    /// The run's private work dir, if it has one.
+    pub(crate) workdir: Option<Workdir>,
 }
 
 /// What the command line (or a library caller) adds to or changes in a profile. Every
@@ -73,6 +186,8 @@ pub struct Overrides {
     pub limits: Limits,
     /// Run in learning mode (see `Policy::learn`).
     pub learn: bool,
+    /// A private work dir, which is also the default cwd.
+    pub workdir: Option<Workdir>,
 }
 
 /// A mistake in a profile or in the overrides.
@@ -215,8 +330,16 @@ impl Policy {
                 })
             }
             Some(c) => normalize(c),
-            None => acc.cwd.unwrap_or_else(|| PathBuf::from("/")),
+            None => match &overrides.workdir {
+                Some(w) => normalize(&w.path),
+                None => acc.cwd.unwrap_or_else(|| PathBuf::from("/")),
+            },
         };
+        let workdir = overrides
+            .workdir
+            .as_ref()
+            .map(Workdir::checked)
+            .transpose()?;
         let mut env = acc.env.unwrap_or_else(|| {
             BTreeMap::from([(
                 "PATH".to_string(),
@@ -264,6 +387,7 @@ impl Policy {
             template: acc.template,
             binds,
             tmpfs: acc.tmpfs,
+            workdir,
             limits: overrides.limits.over(&acc.limits),
             learn: overrides.learn,
             rules: acc.rules.into_values().flatten().collect(),
@@ -698,6 +822,7 @@ mod tests {
             cwd: Some(cwd.clone()),
             env: vec![("LANG".into(), "C".into())],
             learn: false,
+            workdir: None,
             limits: Limits {
                 wall_time: Some(Duration::from_secs(2)),
                 memory: Some(1 << 20),

@@ -14,6 +14,23 @@ use super::{init, net, privs};
 use std::ffi::CString;
 use std::os::fd::RawFd;
 
+/// Most descriptors one program can be given (stdio plus pipe ends).
+pub const MAX_FDS: usize = 64;
+
+/// A work-dir file the program's process opens for one of its descriptors, after it
+/// has changed into the jail's working directory.
+pub enum Open {
+    /// `path` opened with `flags` (mode 0644 when created) onto `target`.
+    File {
+        target: RawFd,
+        path: CString,
+        flags: libc::c_int,
+    },
+    /// `target` becomes a copy of `same_as` (stdout and stderr into one file: one open
+    /// file description, so neither overwrites the other).
+    Same { target: RawFd, same_as: RawFd },
+}
+
 /// Everything the child touches, prepared in the parent before the clone.
 pub struct Prepared {
     pub mounts: MountOps,
@@ -29,9 +46,22 @@ pub struct Prepared {
     pub gid: u32,
     pub drop_groups: bool,
     pub err_fd: RawFd,
-    pub go_fd: RawFd,
-    /// Descriptors to put on the program's 0, 1 and 2 (-1: keep moat's own).
-    pub stdio: [RawFd; 3],
+    /// init's end of the control socket: the parent's two go-aheads come in on it, and
+    /// init's "ready" (with the work dir's descriptor) goes out.
+    pub ctl_fd: RawFd,
+    /// (target, source): the program's descriptors, sources numbered as in this
+    /// process. At most [`MAX_FDS`].
+    pub fds: Vec<(RawFd, RawFd)>,
+    /// A number above every target; err_fd and ctl_fd are at or above it, and sources
+    /// are moved above it before they are placed, so no placement clobbers another.
+    pub fd_base: RawFd,
+    /// What init keeps open when it starts, sorted: err_fd, ctl_fd and the sources.
+    pub keep: Vec<RawFd>,
+    /// Work-dir files opened by the program's process, in order.
+    pub opens: Vec<Open>,
+    /// The work dir inside, if there is one: init sends the parent a descriptor for it,
+    /// from which files are copied out once the jail is gone.
+    pub workdir: Option<CString>,
     /// moat's command line in memory (arg_start, arg_end from /proc/self/stat), which
     /// init wipes: it never execs, and /proc/1/cmdline would show it to the program.
     pub args_area: Option<(usize, usize)>,
@@ -62,32 +92,109 @@ fn default_signals(keep: libc::c_int) {
     }
 }
 
-/// Closes every descriptor but stdio and `keep` (-1 entries ignored), so nothing the
-/// parent holds, including other jails' pipes opened by other threads, reaches the
-/// jail. No allocation.
-fn close_fds_except(mut keep: [RawFd; 5]) {
-    keep.sort_unstable();
-    let close = |from: libc::c_uint, to: libc::c_uint| {
-        if from > to {
-            return;
-        }
-        // SAFETY: close_range on our own descriptor table.
-        if unsafe { libc::syscall(libc::SYS_close_range, from, to, 0) } < 0 {
-            // Kernels before 5.9: close one by one up to a sane bound.
-            for fd in from..=to.min(65_535) {
-                sys::close(fd as RawFd);
-            }
-        }
-    };
-    let mut from: libc::c_uint = 3;
-    for k in keep {
+/// Closes every descriptor but those in `keep` (sorted), so nothing the parent holds,
+/// including other jails' pipes opened by other threads, reaches the jail. No
+/// allocation.
+fn close_fds_except(keep: &[RawFd]) {
+    let mut from: libc::c_uint = 0;
+    for &k in keep {
         if k < 0 || (k as libc::c_uint) < from {
             continue;
         }
-        close(from, k as libc::c_uint - 1);
+        if k as libc::c_uint > from {
+            sys::close_range(from, k as libc::c_uint - 1);
+        }
         from = k as libc::c_uint + 1;
     }
-    close(from, libc::c_uint::MAX);
+    sys::close_range(from, libc::c_uint::MAX);
+}
+
+/// Puts every source on its target. Sources are first copied above every target
+/// (`fd_base`), so a target that is also another entry's source is never overwritten
+/// before it is read. No allocation.
+fn place_fds(p: &Prepared) {
+    let mut moved = [-1 as RawFd; MAX_FDS];
+    for (i, &(target, source)) in p.fds.iter().enumerate() {
+        match sys::dup_above(source, p.fd_base) {
+            Ok(fd) => moved[i] = fd,
+            Err(e) => fail(p, Stage::Stdio, target as u32, e),
+        }
+    }
+    for &(_, source) in &p.fds {
+        sys::close(source);
+    }
+    for (i, &(target, _)) in p.fds.iter().enumerate() {
+        // dup2 leaves the copy without close-on-exec: the program keeps it.
+        if let Err(e) = sys::dup2(moved[i], target) {
+            fail(p, Stage::Stdio, target as u32, e);
+        }
+        sys::close(moved[i]);
+    }
+}
+
+/// Tells the parent the root is built, handing it the work dir, and waits for its
+/// go-ahead (given once init is in the run's cgroup: what setup wrote, the files put
+/// in above all, is charged to moat, not to the program). No allocation.
+fn ready(p: &Prepared) {
+    let mut dir = -1;
+    if let Some(path) = &p.workdir {
+        let flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        match sys::open(path, flags, 0) {
+            Ok(fd) => dir = fd,
+            Err(e) => fail(p, Stage::Ready, 0, e),
+        }
+    }
+    if let Err(e) = sys::send_byte_with_fd(p.ctl_fd, b'r', dir) {
+        fail(p, Stage::Ready, 0, e);
+    }
+    if dir >= 0 {
+        sys::close(dir);
+    }
+    await_go(p);
+    sys::close(p.ctl_fd);
+}
+
+/// Waits for one byte from the parent; leaves quietly if it gave up (it kills the jail
+/// and reports why itself).
+fn await_go(p: &Prepared) {
+    let mut byte = 0u8;
+    loop {
+        // SAFETY: a one-byte read into a stack variable.
+        let n = unsafe { libc::read(p.ctl_fd, (&mut byte as *mut u8).cast(), 1) };
+        if n == 1 {
+            return;
+        }
+        if n < 0 && errno() == libc::EINTR {
+            continue;
+        }
+        exit(125);
+    }
+}
+
+/// Opens the work-dir files the program reads or writes as its stdio. No allocation.
+fn open_files(p: &Prepared) {
+    for open in &p.opens {
+        let (target, got) = match open {
+            Open::File {
+                target,
+                path,
+                flags,
+            } => (*target, sys::open(path, *flags, 0o644)),
+            Open::Same { target, same_as } => (*target, sys::dup_above(*same_as, 0)),
+        };
+        let fd = match got {
+            Ok(fd) => fd,
+            Err(e) => fail(p, Stage::Open, target as u32, e),
+        };
+        if fd != target {
+            if let Err(e) = sys::dup2(fd, target) {
+                fail(p, Stage::Open, target as u32, e);
+            }
+            sys::close(fd);
+        } else if let Err(e) = sys::clear_cloexec(fd) {
+            fail(p, Stage::Open, target as u32, e);
+        }
+    }
 }
 
 /// The jail's first process (PID 1 inside). Never returns.
@@ -96,27 +203,11 @@ pub fn init_main(p: &Prepared) -> ! {
     // jail down if moat is killed.
     // SAFETY: a prctl with integer arguments on ourselves.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
-    close_fds_except([p.err_fd, p.go_fd, p.stdio[0], p.stdio[1], p.stdio[2]]);
-    let mut byte = 0u8;
-    // SAFETY: a one-byte read into a stack variable.
-    let n = unsafe { libc::read(p.go_fd, (&mut byte as *mut u8).cast(), 1) };
-    if n != 1 {
-        // The parent died or gave up before the maps were written: nothing to do.
-        exit(125);
-    }
-    sys::close(p.go_fd);
-    // The run's stdin/stdout/stderr (files, or the output relay's pipes).
-    for (target, fd) in p.stdio.iter().copied().enumerate() {
-        // SAFETY: dup2 on descriptors of our own table.
-        if fd >= 0 && fd != target as RawFd && unsafe { libc::dup2(fd, target as RawFd) } < 0 {
-            fail(p, Stage::Stdio, target as u32, errno());
-        }
-    }
-    for fd in p.stdio {
-        if fd > 2 {
-            sys::close(fd);
-        }
-    }
+    close_fds_except(&p.keep);
+    // The parent's first go: the id maps are written.
+    await_go(p);
+    // The run's descriptors (files, pipes, the output relay's pipes).
+    place_fds(p);
     // Init is a copy of moat's memory and runs as the same uid as the program:
     // non-dumpable, the program can neither read it (/proc/1/mem, environ,
     // process_vm_readv) nor attach to it. Only now, since the parent had to write our
@@ -144,6 +235,7 @@ pub fn init_main(p: &Prepared) -> ! {
     if let Err(e) = net::loopback_up() {
         fail(p, Stage::Loopback, 0, e);
     }
+    ready(p);
     let pid = sys::clone_fork(0);
     if pid == 0 {
         program_main(p);
@@ -162,6 +254,9 @@ pub fn init_main(p: &Prepared) -> ! {
     }
     default_signals(libc::SIGCHLD);
     let _ = privs::drop_all(p.uid, p.gid, false);
+    // init needs no descriptor to reap: holding none, it keeps no pipe from its end
+    // once the program is gone (the error pipe's copy is the program's, closed on exec).
+    sys::close_from(0);
     init::reap_until(pid)
 }
 
@@ -189,6 +284,7 @@ fn program_main(p: &Prepared) -> ! {
     if let Err(e) = sys::chdir(&p.cwd) {
         fail(p, Stage::Chdir, 0, e);
     }
+    open_files(p);
     for (i, (resource, limit)) in p.rlimits.iter().enumerate() {
         // SAFETY: setrlimit reads a prepared rlimit struct.
         if unsafe { libc::setrlimit(*resource, limit) } < 0 {
@@ -202,7 +298,7 @@ fn program_main(p: &Prepared) -> ! {
         fail(p, stage, 0, e);
     }
     // SAFETY: execve with prepared NUL-terminated arrays. The error pipe is O_CLOEXEC,
-    // so after a successful exec the program holds only fds 0, 1 and 2.
+    // so after a successful exec the program holds only the descriptors it was given.
     unsafe { libc::execve(p.program.as_ptr(), p.argv.as_ptr(), p.envp.as_ptr()) };
     fail(p, Stage::Exec, 0, errno())
 }

@@ -11,6 +11,7 @@ use crate::plan::rootfs::{Step, Tree};
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::Arc;
 
 /// Where the host's root is reachable while the new root is built.
 const OLD_ROOT: &str = "/oldroot";
@@ -26,10 +27,11 @@ enum Op {
     },
     /// An empty file to bind a file over.
     Touch(CString),
-    /// A small file with prepared contents (a rootfs template's).
+    /// A file with prepared contents (a rootfs template's, a work dir's).
     Write {
         path: CString,
-        data: Vec<u8>,
+        data: Arc<[u8]>,
+        mode: libc::mode_t,
     },
     Mount {
         src: Option<CString>,
@@ -85,13 +87,44 @@ impl MountOps {
             let i = i as u32;
             match step {
                 Step::Mkdir { path } => ops.push((i, Op::Mkdir(under(NEW_ROOT, path)?))),
-                Step::File { path, contents } => ops.push((
+                Step::File {
+                    path,
+                    contents,
+                    mode,
+                } => ops.push((
                     i,
                     Op::Write {
                         path: under(NEW_ROOT, path)?,
                         data: contents.clone(),
+                        mode: *mode,
                     },
                 )),
+                Step::InnerBind { src, dst } => {
+                    let dst_c = under(NEW_ROOT, dst)?;
+                    ops.push((i, Op::Touch(dst_c.clone())));
+                    ops.push((
+                        i,
+                        Op::Mount {
+                            src: Some(under(NEW_ROOT, src)?),
+                            dst: dst_c.clone(),
+                            fstype: None,
+                            flags: libc::MS_BIND,
+                            data: None,
+                        },
+                    ));
+                    ops.push((
+                        i,
+                        Op::Restrict {
+                            dst: dst_c,
+                            attr_set: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+                            remount_flags: libc::MS_REMOUNT
+                                | libc::MS_BIND
+                                | libc::MS_RDONLY
+                                | libc::MS_NOSUID
+                                | libc::MS_NODEV,
+                        },
+                    ));
+                }
                 Step::Symlink { path, target } => ops.push((
                     i,
                     Op::Symlink {
@@ -275,12 +308,13 @@ fn run(op: &Op) -> Result<(), i32> {
     match op {
         Op::Mkdir(path) => sys::mkdir(path, 0o755, true),
         Op::Symlink { target, path } => sys::symlink(target, path),
-        Op::Write { path, data } => {
+        Op::Write { path, data, mode } => {
             let flags = libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC;
-            let fd = sys::open(path, flags, 0o444)?;
-            let written = sys::write_all(fd, data);
+            let fd = sys::open(path, flags, 0o400)?;
+            // The exact mode, whatever moat's umask.
+            let done = sys::write_all(fd, data).and_then(|()| sys::fchmod(fd, *mode));
             sys::close(fd);
-            written
+            done
         }
         Op::Touch(path) => {
             let fd = sys::open(
@@ -344,7 +378,8 @@ mod tests {
             },
             Step::File {
                 path: "/etc/passwd".into(),
-                contents: b"x".to_vec(),
+                contents: b"x".to_vec().into(),
+                mode: 0o444,
             },
             Step::Bind {
                 src: "/usr/lib".into(),
@@ -391,7 +426,7 @@ mod tests {
             matches!(op(1), Op::Symlink { target, path } if s(target) == "usr/lib64" && s(path) == "/newroot/lib64")
         );
         assert!(
-            matches!(op(2), Op::Write { path, data } if s(path) == "/newroot/etc/passwd" && data == b"x")
+            matches!(op(2), Op::Write { path, data, mode: 0o444 } if s(path) == "/newroot/etc/passwd" && **data == *b"x")
         );
         // A directory bind: made as a directory, bound recursively from the old root,
         // then read-only, nosuid, nodev, with the host's locked flags kept.

@@ -1,9 +1,10 @@
 //! Spawn, parent side, in order: prepare every C string and pointer the child will
-//! use, clone into new namespaces, write the id maps, let the caller place init (in a
-//! cgroup), attach the monitor (ptrace) to it, then let it go. What the child does is
-//! in [`super::child`].
+//! use, clone into new namespaces, write the id maps, attach the monitor (ptrace) to
+//! init and let it build the root; once it says it is ready (handing over the work
+//! dir), let the caller place it (in a cgroup), then let it start the program. What
+//! the child does is in [`super::child`].
 
-use super::child::{init_main, Prepared};
+use super::child::{init_main, Open, Prepared, MAX_FDS};
 use super::mnt::{MountOps, NulInPath};
 use super::stage::ChildFailure;
 use super::sys;
@@ -12,7 +13,9 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Why the jail could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +31,15 @@ pub enum JailError {
     /// A planned string the kernel would have to take holds a NUL byte.
     #[error("cannot hand the plan to the kernel: {0}")]
     Nul(String),
+    /// The program's descriptors cannot be wired as asked.
+    #[error("cannot wire the program's descriptors: {0}")]
+    Wiring(String),
+    /// init did not finish building the jail within the run's wall-time limit.
+    #[error("building the jail took longer than the wall-time limit of {}ms", .limit.as_millis())]
+    Stalled {
+        /// The wall-time limit.
+        limit: Duration,
+    },
     /// A step of the parent's side failed.
     #[error("{what}: {source}")]
     Sys {
@@ -71,11 +83,60 @@ fn cstring(bytes: &[u8]) -> Result<CString, JailError> {
     CString::new(bytes).map_err(|_| JailError::Nul(String::from_utf8_lossy(bytes).into_owned()))
 }
 
+/// How the program's descriptors are wired.
+#[derive(Debug, Default)]
+pub struct Wiring {
+    /// (target in the program, source in this process). Only what is listed reaches
+    /// the program: moat's own stdin stays its stdin only as (0, 0).
+    pub fds: Vec<(RawFd, RawFd)>,
+    /// Work-dir files the program's process opens for a target, in order.
+    pub opens: Vec<(RawFd, WorkdirOpen)>,
+}
+
+/// A work-dir file opened inside the jail for one of the program's descriptors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkdirOpen {
+    /// Read (stdin from a file put in).
+    Read(PathBuf),
+    /// Created or truncated, written (stdout to a file copied out later).
+    Write(PathBuf),
+    /// The same open file as another target already opened.
+    SameAs(RawFd),
+}
+
+impl Wiring {
+    /// Every descriptor the program gets, checked: each target once, at most
+    /// [`MAX_FDS`] of them, none negative.
+    fn targets(&self) -> Result<RawFd, JailError> {
+        let mut seen = std::collections::BTreeSet::new();
+        let all = self
+            .fds
+            .iter()
+            .map(|(t, _)| *t)
+            .chain(self.opens.iter().map(|(t, _)| *t));
+        for t in all {
+            if t < 0 || !seen.insert(t) {
+                return Err(JailError::Wiring(format!(
+                    "fd {t} is given twice or is negative"
+                )));
+            }
+        }
+        if seen.len() > MAX_FDS {
+            return Err(JailError::Wiring(format!(
+                "{} descriptors; at most {MAX_FDS}",
+                seen.len()
+            )));
+        }
+        Ok(seen.last().copied().unwrap_or(2).max(2))
+    }
+}
+
 fn prepare(
     plan: &Plan,
     err_fd: RawFd,
-    go_fd: RawFd,
-    stdio: [RawFd; 3],
+    ctl_fd: RawFd,
+    wiring: &Wiring,
+    fd_base: RawFd,
 ) -> Result<Prepared, JailError> {
     let ptrs = |v: &[CString]| {
         v.iter()
@@ -113,8 +174,49 @@ fn prepare(
         gid: plan.ids.inside_gid,
         drop_groups: plan.ids.may_setgroups(),
         err_fd,
-        go_fd,
-        stdio,
+        ctl_fd,
+        fds: wiring.fds.clone(),
+        fd_base,
+        keep: {
+            let mut keep: Vec<RawFd> = wiring.fds.iter().map(|(_, s)| *s).collect();
+            keep.extend([err_fd, ctl_fd]);
+            keep.sort_unstable();
+            keep.dedup();
+            keep
+        },
+        opens: wiring
+            .opens
+            .iter()
+            .map(|(target, how)| {
+                let target = *target;
+                Ok(match how {
+                    WorkdirOpen::Read(path) => Open::File {
+                        target,
+                        path: cstring(path.as_os_str().as_bytes())?,
+                        flags: libc::O_RDONLY | libc::O_NOCTTY,
+                    },
+                    WorkdirOpen::Write(path) => Open::File {
+                        target,
+                        path: cstring(path.as_os_str().as_bytes())?,
+                        flags: libc::O_WRONLY
+                            | libc::O_CREAT
+                            | libc::O_TRUNC
+                            | libc::O_NOCTTY
+                            | libc::O_NOFOLLOW,
+                    },
+                    WorkdirOpen::SameAs(other) => Open::Same {
+                        target,
+                        same_as: *other,
+                    },
+                })
+            })
+            .collect::<Result<_, JailError>>()?,
+        workdir: plan
+            .policy
+            .workdir
+            .as_ref()
+            .map(|w| cstring(w.path.as_os_str().as_bytes()))
+            .transpose()?,
         args_area: args_area(),
     })
 }
@@ -137,6 +239,9 @@ pub struct Jail {
     pidfd: Option<Arc<OwnedFd>>,
     /// Read end of the error pipe: empty unless setup failed before the exec.
     errors: OwnedFd,
+    /// The work dir, as init handed it over: it stays readable after the jail is gone,
+    /// for as long as this is held.
+    pub workdir: Option<OwnedFd>,
 }
 
 impl Jail {
@@ -179,25 +284,45 @@ const PTRACE_OPTIONS: libc::c_int = libc::PTRACE_O_EXITKILL
     | libc::PTRACE_O_TRACEEXEC
     | libc::PTRACE_O_TRACEEXIT;
 
-/// Clones the jail and attaches the monitor. Returns once the child has been let go.
-/// Must be called from the thread that will run the monitor: ptrace ties a tracee to
-/// the thread that attached it.
+/// Clones the jail and attaches the monitor. Returns once init has built the root and
+/// has been let go to start the program. Must be called from the thread that will run
+/// the monitor: ptrace ties a tracee to the thread that attached it.
 ///
-/// `stdio`: descriptors for the program's stdin, stdout and stderr (-1 keeps moat's).
-/// `before_start`: runs with init's pid after the id maps are written and before init
-/// does anything, e.g. to put it into the run's cgroup (every process it starts then
-/// starts there too).
+/// `wiring`: the program's descriptors. `before_start`: runs with init's pid once the
+/// root is built and before the program's process exists, e.g. to put init into the
+/// run's cgroup (every process it starts then starts there too; what init wrote while
+/// building, the work dir's files above all, stays charged to moat).
 pub fn spawn(
     plan: &Plan,
-    stdio: [RawFd; 3],
+    wiring: &Wiring,
     before_start: &dyn Fn(libc::pid_t) -> io::Result<()>,
 ) -> Result<Jail, JailError> {
+    let fd_base = wiring.targets()? + 1;
     let (err_r, err_w) = sys::pipe().map_err(sys_err("creating a pipe"))?;
-    let (go_r, go_w) = sys::pipe().map_err(sys_err("creating a pipe"))?;
+    let (ctl, ctl_child) = sys::socketpair().map_err(sys_err("creating a socket pair"))?;
+    // The child's own descriptors sit above every target, so placing the program's
+    // descriptors never overwrites them.
+    let above = |fd: OwnedFd| -> Result<OwnedFd, JailError> {
+        if fd.as_raw_fd() >= fd_base {
+            return Ok(fd);
+        }
+        let moved = sys::dup_above(fd.as_raw_fd(), fd_base)
+            .map_err(|e| sys_err("moving a descriptor")(io::Error::from_raw_os_error(e)))?;
+        // SAFETY: a fresh descriptor from fcntl, owned by no one else.
+        Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(moved) })
+    };
+    let err_w = above(err_w)?;
+    let ctl_child = above(ctl_child)?;
     // The parent reads errors without blocking once the jail is gone.
     // SAFETY: fcntl on a descriptor we own.
     unsafe { libc::fcntl(err_r.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
-    let prepared = prepare(plan, err_w.as_raw_fd(), go_r.as_raw_fd(), stdio)?;
+    let prepared = prepare(
+        plan,
+        err_w.as_raw_fd(),
+        ctl_child.as_raw_fd(),
+        wiring,
+        fd_base,
+    )?;
 
     let mut flags: libc::c_int = NAMESPACES.iter().fold(0, |acc, (_, f)| acc | f);
     let pid = loop {
@@ -217,14 +342,15 @@ pub fn spawn(
         return Err(JailError::Namespaces { errno });
     };
     drop(err_w);
-    drop(go_r);
+    drop(ctl_child);
 
-    let jail = Jail {
+    let mut jail = Jail {
         init: pid,
         pidfd: sys::pidfd_open(pid).ok().map(Arc::new),
         errors: err_r,
+        workdir: None,
     };
-    let abort = |e: JailError| {
+    let abort = |jail: &Jail, e: JailError| {
         jail.kill();
         // SAFETY: reap the child we just killed so nothing is left behind.
         unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::__WALL) };
@@ -232,26 +358,75 @@ pub fn spawn(
     };
 
     if let Err(e) = plan.ids.write(pid) {
-        return Err(abort(sys_err("writing the id maps")(e)));
-    }
-    if let Err(e) = before_start(pid) {
-        return Err(abort(sys_err("placing the jail in its cgroup")(e)));
+        return Err(abort(&jail, sys_err("writing the id maps")(e)));
     }
     // Attach before the child does anything: every process it starts is then traced
     // from birth, and EXITKILL kills the jail if moat itself dies.
     // SAFETY: PTRACE_SEIZE of our own child with an options word.
     let r = unsafe { libc::ptrace(libc::PTRACE_SEIZE, pid, 0, PTRACE_OPTIONS as libc::c_long) };
     if r < 0 {
-        return Err(abort(sys_err("attaching the monitor (ptrace)")(
-            io::Error::last_os_error(),
-        )));
+        return Err(abort(
+            &jail,
+            sys_err("attaching the monitor (ptrace)")(io::Error::last_os_error()),
+        ));
     }
-    if let Err(e) = sys::write_all(go_w.as_raw_fd(), b"g") {
-        return Err(abort(sys_err("starting the jail")(
-            io::Error::from_raw_os_error(e),
-        )));
+    let go = |jail: &Jail| {
+        sys::send_byte_with_fd(ctl.as_raw_fd(), b'g', -1).map_err(|e| {
+            abort(
+                jail,
+                sys_err("starting the jail")(io::Error::from_raw_os_error(e)),
+            )
+        })
+    };
+    go(&jail)?;
+    match await_ready(&ctl, plan.policy.limits.wall_time) {
+        Err(e) => return Err(abort(&jail, e)),
+        // init failed while building and said why in the error pipe; the monitor
+        // reaps it and the report tells.
+        Ok(None) => {}
+        Ok(Some(workdir)) => {
+            jail.workdir = workdir;
+            if let Err(e) = before_start(pid) {
+                return Err(abort(&jail, sys_err("placing the jail in its cgroup")(e)));
+            }
+            go(&jail)?;
+        }
     }
-    drop(go_w);
     drop(prepared);
     Ok(jail)
+}
+
+/// Waits for init's "ready" and the work dir that comes with it. Ok(None): init ended
+/// first (a failed setup step).
+fn await_ready(
+    ctl: &OwnedFd,
+    limit: Option<Duration>,
+) -> Result<Option<Option<OwnedFd>>, JailError> {
+    let timeout = limit.map_or(-1, |l| l.as_millis().min(i32::MAX as u128) as i32);
+    let mut pfd = libc::pollfd {
+        fd: ctl.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: poll on one live pollfd.
+        let r = unsafe { libc::poll(&mut pfd, 1, timeout) };
+        if r < 0 && sys::errno() == libc::EINTR {
+            continue;
+        }
+        if r < 0 {
+            return Err(sys_err("waiting for the jail")(io::Error::last_os_error()));
+        }
+        if r == 0 {
+            return Err(JailError::Stalled {
+                limit: limit.unwrap_or_default(),
+            });
+        }
+        break;
+    }
+    match sys::recv_byte_with_fd(ctl.as_raw_fd()) {
+        Ok(Some((b'r', fd))) => Ok(Some(fd)),
+        Ok(_) => Ok(None),
+        Err(e) => Err(sys_err("waiting for the jail")(e)),
+    }
 }

@@ -26,11 +26,15 @@ pub enum Stage {
     SealRoot,
     Hostname,
     Loopback,
+    /// init hands the parent the work dir and waits for its go-ahead.
+    Ready,
     /// init forks the program's process.
     Fork,
     Setsid,
     Signals,
     Chdir,
+    /// The program's process opens a work-dir file for a descriptor (`index`: the fd).
+    Open,
     /// One resource limit (`index`: its position in the plan's list).
     Rlimit,
     Securebits,
@@ -44,7 +48,7 @@ pub enum Stage {
     Exec,
 }
 
-const ALL: [Stage; 24] = [
+const ALL: [Stage; 26] = [
     Stage::Sync,
     Stage::Stdio,
     Stage::Groups,
@@ -55,10 +59,12 @@ const ALL: [Stage; 24] = [
     Stage::SealRoot,
     Stage::Hostname,
     Stage::Loopback,
+    Stage::Ready,
     Stage::Fork,
     Stage::Setsid,
     Stage::Signals,
     Stage::Chdir,
+    Stage::Open,
     Stage::Rlimit,
     Stage::Securebits,
     Stage::Bounding,
@@ -154,6 +160,7 @@ impl ChildFailure {
             Stage::SealRoot => "making the root read-only".to_string(),
             Stage::Hostname => "setting the hostname".to_string(),
             Stage::Loopback => "bringing up the loopback interface".to_string(),
+            Stage::Ready => "handing the work dir to moat".to_string(),
             Stage::Fork => "starting the program's process".to_string(),
             Stage::Setsid => "starting a new session".to_string(),
             Stage::Signals => "resetting the signal mask".to_string(),
@@ -161,6 +168,7 @@ impl ChildFailure {
                 "changing to the working directory {}",
                 plan.policy.cwd.display()
             ),
+            Stage::Open => format!("opening the work-dir file for fd {}", self.index),
             Stage::Rlimit => match plan.rlimits.get(self.index as usize) {
                 Some((resource, soft, hard)) => {
                     format!("setting {} to {soft} (hard {hard})", rlimit_name(*resource))

@@ -167,6 +167,12 @@ pub fn open(path: &CStr, flags: libc::c_int, mode: libc::mode_t) -> Result<RawFd
     }
 }
 
+/// fchmod(2). No allocation.
+pub fn fchmod(fd: RawFd, mode: libc::mode_t) -> Result<(), i32> {
+    // SAFETY: fchmod on a descriptor of ours.
+    check(unsafe { libc::fchmod(fd, mode) })
+}
+
 /// close(2), for descriptors the caller owns by number. No allocation.
 pub fn close(fd: RawFd) {
     // SAFETY: closing a descriptor of this process that nothing else uses.
@@ -205,6 +211,165 @@ pub fn mount_setattr_recursive(path: &CStr, attr_set: u64) -> Result<(), i32> {
     check(r as libc::c_int)
 }
 
+/// A pair of connected unix sockets (SOCK_SEQPACKET, close-on-exec): one message per
+/// send, and a descriptor can travel with it.
+pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: socketpair writes two descriptors into the array it is given.
+    let r = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors are fresh and owned by no one else.
+    unsafe { Ok((OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1]))) }
+}
+
+/// Room for one control message carrying one descriptor, aligned as a cmsghdr.
+#[repr(C, align(8))]
+struct OneFd([u8; 32]);
+
+/// Sends one byte on a socket, with `fd` attached (when it is not -1). No allocation.
+pub fn send_byte_with_fd(sock: RawFd, byte: u8, fd: RawFd) -> Result<(), i32> {
+    let mut data = [byte];
+    let mut iov = libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    let mut room = OneFd([0; 32]);
+    // SAFETY: an all-zero msghdr is a valid empty message.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if fd >= 0 {
+        // SAFETY: CMSG_SPACE is arithmetic on a length.
+        let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
+        msg.msg_control = room.0.as_mut_ptr().cast();
+        msg.msg_controllen = space;
+        // SAFETY: the control buffer is 32 bytes, aligned for a cmsghdr, and at least
+        // CMSG_SPACE(4) = 24 long, so the first header and its data fit inside it.
+        unsafe {
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as usize;
+            std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>(), fd);
+        }
+    }
+    loop {
+        // SAFETY: sendmsg reads the message, its one iovec and its control buffer, all
+        // alive on this stack.
+        let n = unsafe { libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) };
+        if n == 1 {
+            return Ok(());
+        }
+        let e = errno();
+        if n < 0 && e == libc::EINTR {
+            continue;
+        }
+        return Err(if n < 0 { e } else { libc::EIO });
+    }
+}
+
+/// Receives one byte and the descriptor sent with it, if any. None when the other end
+/// is closed without sending (the peer died).
+pub fn recv_byte_with_fd(sock: RawFd) -> io::Result<Option<(u8, Option<OwnedFd>)>> {
+    let mut data = [0u8];
+    let mut iov = libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    let mut room = OneFd([0; 32]);
+    // SAFETY: an all-zero msghdr is a valid empty message.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = room.0.as_mut_ptr().cast();
+    msg.msg_controllen = room.0.len();
+    let n = loop {
+        // SAFETY: recvmsg writes into the iovec's byte and the control buffer, both
+        // alive on this stack and as long as their lengths say.
+        let n = unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        if n < 0 && errno() == libc::EINTR {
+            continue;
+        }
+        break n;
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if n == 0 {
+        return Ok(None);
+    }
+    let mut fd = None;
+    // SAFETY: the kernel filled msg_control with msg_controllen bytes of control
+    // messages; CMSG_FIRSTHDR/NXTHDR stay inside them.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                let raw = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>());
+                // Only one was sent; any other would be a stray we must still close.
+                let owned = OwnedFd::from_raw_fd(raw);
+                if fd.is_none() {
+                    fd = Some(owned);
+                }
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    Ok(Some((data[0], fd)))
+}
+
+/// fcntl(F_DUPFD_CLOEXEC): a copy of `fd` at the lowest free number >= `min`. No
+/// allocation.
+pub fn dup_above(fd: RawFd, min: RawFd) -> Result<RawFd, i32> {
+    // SAFETY: fcntl on descriptors of our own table.
+    let r = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, min) };
+    if r < 0 {
+        Err(errno())
+    } else {
+        Ok(r)
+    }
+}
+
+/// dup2(2). No allocation.
+pub fn dup2(from: RawFd, to: RawFd) -> Result<(), i32> {
+    // SAFETY: dup2 on descriptors of our own table.
+    check(unsafe { libc::dup2(from, to) })
+}
+
+/// Closes every descriptor from `from` up. No allocation.
+pub fn close_from(from: RawFd) {
+    close_range(from as libc::c_uint, libc::c_uint::MAX);
+}
+
+/// Closes the descriptors `from..=to`. No allocation.
+pub fn close_range(from: libc::c_uint, to: libc::c_uint) {
+    if from > to {
+        return;
+    }
+    // SAFETY: close_range on our own descriptor table.
+    if unsafe { libc::syscall(libc::SYS_close_range, from, to, 0) } < 0 {
+        // Kernels before 5.9: close one by one up to a sane bound.
+        for fd in from..=to.min(65_535) {
+            close(fd as RawFd);
+        }
+    }
+}
+
+/// Clears close-on-exec on `fd`. No allocation.
+pub fn clear_cloexec(fd: RawFd) -> Result<(), i32> {
+    // SAFETY: fcntl on a descriptor of our own table.
+    check(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,5 +397,47 @@ mod tests {
         assert_eq!(status.signal(), Some(libc::SIGKILL));
         // Reaped: the pidfd still names that (gone) process, never a new one.
         pidfd_kill(&fd).unwrap();
+    }
+
+    #[test]
+    fn a_descriptor_travels_with_its_byte() {
+        let (a, b) = socketpair().unwrap();
+        let (r, w) = pipe().unwrap();
+        send_byte_with_fd(a.as_raw_fd(), b'r', w.as_raw_fd()).unwrap();
+        drop(w);
+        send_byte_with_fd(a.as_raw_fd(), b'g', -1).unwrap();
+        let (byte, fd) = recv_byte_with_fd(b.as_raw_fd()).unwrap().unwrap();
+        assert_eq!(byte, b'r');
+        let got = fd.expect("the pipe's write end came along");
+        write_all(got.as_raw_fd(), b"x").unwrap();
+        drop(got);
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::fs::File::from(r), &mut text).unwrap();
+        assert_eq!(text, "x");
+        let (byte, fd) = recv_byte_with_fd(b.as_raw_fd()).unwrap().unwrap();
+        assert_eq!((byte, fd.is_none()), (b'g', true));
+        drop(a);
+        assert!(
+            recv_byte_with_fd(b.as_raw_fd()).unwrap().is_none(),
+            "peer gone"
+        );
+    }
+
+    #[test]
+    fn dup_above_and_close_range() {
+        let (r, _w) = pipe().unwrap();
+        let high = dup_above(r.as_raw_fd(), 200).unwrap();
+        assert!(high >= 200);
+        // SAFETY: F_GETFD only queries the descriptor.
+        assert_eq!(
+            unsafe { libc::fcntl(high, libc::F_GETFD) },
+            libc::FD_CLOEXEC
+        );
+        clear_cloexec(high).unwrap();
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::fcntl(high, libc::F_GETFD) }, 0);
+        close_range(high as libc::c_uint, high as libc::c_uint);
+        // SAFETY: as above; the descriptor is closed, so EBADF.
+        assert_eq!(unsafe { libc::fcntl(high, libc::F_GETFD) }, -1);
     }
 }

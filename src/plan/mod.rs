@@ -152,6 +152,7 @@ impl Plan {
             proc: policy.proc,
             dev: policy.dev,
             cwd: &policy.cwd,
+            workdir: policy.workdir.as_ref(),
         })?;
         let filter = seccomp::compile(
             &policy.rules,
@@ -472,7 +473,9 @@ mod tests {
         let p = plan(JUDGE, &["/bin/true"]);
         let file = |want: &str| {
             p.tree.steps.iter().find_map(|s| match s {
-                Step::File { path, contents } if path == Path::new(want) => Some(contents.clone()),
+                Step::File { path, contents, .. } if path == Path::new(want) => {
+                    Some(contents.clone())
+                }
                 _ => None,
             })
         };

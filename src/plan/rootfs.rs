@@ -6,14 +6,18 @@
 //! `/lib64 -> usr/lib64`), so a program finds its loader and libraries by the very paths
 //! its ELF names, and only the real files are bind-mounted.
 
-use crate::config::policy::{normalize, Bind, Tmpfs};
+use crate::config::policy::{normalize, Bind, Tmpfs, Workdir};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Device nodes of the minimal /dev: harmless sinks and sources of bytes.
 pub const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom"];
+
+/// Where a work dir's executable files are kept (see [`Step::InnerBind`]).
+pub const EXEC_STORE: &str = "/.moat-exec";
 
 /// Size of the root tmpfs: it only holds directories, symlinks and mount points.
 const ROOT_SIZE: u64 = 1 << 20;
@@ -24,10 +28,12 @@ pub enum Step {
     Mkdir {
         path: PathBuf,
     },
-    /// A small read-only file written into the root (from a rootfs template).
+    /// A file written into the root (a rootfs template's, read-only) or into the work
+    /// dir (a request's, with its mode).
     File {
         path: PathBuf,
-        contents: Vec<u8>,
+        contents: Arc<[u8]>,
+        mode: u32,
     },
     Symlink {
         path: PathBuf,
@@ -56,6 +62,13 @@ pub enum Step {
     },
     /// Remount a tmpfs read-only once it is populated.
     Seal {
+        dst: PathBuf,
+    },
+    /// Bind a file of the jail's own tree (`src`, inside the new root) at `dst`,
+    /// read-only and executable: how a program put into the noexec work dir can still
+    /// be the one program started, while nothing written there can run.
+    InnerBind {
+        src: PathBuf,
         dst: PathBuf,
     },
 }
@@ -92,9 +105,12 @@ enum Node {
     },
     Tmpfs {
         size: u64,
+        exec: bool,
+        seal: bool,
     },
     Proc,
-    File(Vec<u8>),
+    File(Arc<[u8]>, u32),
+    InnerBind(PathBuf),
 }
 
 impl fmt::Display for Node {
@@ -112,9 +128,12 @@ impl fmt::Display for Node {
                 if *rw { "writable" } else { "read-only" },
                 src.display()
             ),
-            Node::Tmpfs { size } => write!(f, "a tmpfs of {}", crate::config::units::Size(*size)),
+            Node::Tmpfs { size, .. } => {
+                write!(f, "a tmpfs of {}", crate::config::units::Size(*size))
+            }
             Node::Proc => f.write_str("/proc"),
-            Node::File(_) => f.write_str("a file of the rootfs template"),
+            Node::File(..) => f.write_str("a file put in the jail"),
+            Node::InnerBind(src) => write!(f, "the program {}", src.display()),
         }
     }
 }
@@ -227,6 +246,8 @@ pub struct Wants<'a> {
     pub program_files: &'a [PathBuf],
     /// Small files written into the root (a rootfs template's, filled in).
     pub files: &'a [(PathBuf, Vec<u8>)],
+    /// The run's private work dir, if it has one.
+    pub workdir: Option<&'a Workdir>,
     pub proc: bool,
     pub dev: bool,
     pub cwd: &'a Path,
@@ -245,7 +266,14 @@ pub fn plan(wants: &Wants) -> Result<Tree, RootfsError> {
     }
     for t in wants.tmpfs {
         b.parents(&t.path)?;
-        b.add(t.path.clone(), Node::Tmpfs { size: t.size })?;
+        b.add(
+            t.path.clone(),
+            Node::Tmpfs {
+                size: t.size,
+                exec: false,
+                seal: false,
+            },
+        )?;
     }
     for file in wants.program_files {
         b.bind(file, file, false, false)?;
@@ -255,10 +283,64 @@ pub fn plan(wants: &Wants) -> Result<Tree, RootfsError> {
     }
     for (path, contents) in wants.files {
         b.parents(path)?;
-        b.add(path.clone(), Node::File(contents.clone()))?;
+        b.add(path.clone(), Node::File(contents.as_slice().into(), 0o444))?;
+    }
+    if let Some(w) = wants.workdir {
+        b.parents(&w.path)?;
+        b.add(
+            w.path.clone(),
+            Node::Tmpfs {
+                size: w.size,
+                exec: false,
+                seal: false,
+            },
+        )?;
+        // Executable files go into a store of their own, sealed read-only, and are
+        // bound into the noexec work dir: the program can be one of them, but nothing
+        // the program writes can run.
+        let exec: Vec<&crate::config::policy::FileIn> =
+            w.files_in.iter().filter(|f| f.mode & 0o111 != 0).collect();
+        if !exec.is_empty() {
+            let size = exec
+                .iter()
+                .map(|f| (f.contents.len() as u64).div_ceil(4096) * 4096 + 4096)
+                .sum::<u64>();
+            let store = PathBuf::from(EXEC_STORE);
+            b.add(
+                store.clone(),
+                Node::Tmpfs {
+                    size,
+                    exec: true,
+                    seal: true,
+                },
+            )?;
+            for (i, f) in exec.iter().enumerate() {
+                let stored = store.join(i.to_string());
+                b.add(
+                    stored.clone(),
+                    Node::File(f.contents.clone(), f.mode & 0o555),
+                )?;
+                let dst = w.path.join(&f.name);
+                b.parents(&dst)?;
+                b.add(dst, Node::InnerBind(stored))?;
+            }
+        }
+        for f in w.files_in.iter().filter(|f| f.mode & 0o111 == 0) {
+            let dst = w.path.join(&f.name);
+            b.parents(&dst)?;
+            b.add(dst, Node::File(f.contents.clone(), f.mode & 0o7777))?;
+        }
     }
     if wants.dev {
-        b.add(PathBuf::from("/dev"), Node::Tmpfs { size: DEV_SIZE })?;
+        // /dev needs no programs, and once its device binds are made it is sealed.
+        b.add(
+            PathBuf::from("/dev"),
+            Node::Tmpfs {
+                size: DEV_SIZE,
+                exec: false,
+                seal: true,
+            },
+        )?;
         for d in DEVICES {
             let path = Path::new("/dev").join(d);
             let meta = std::fs::metadata(&path).map_err(io_err(&path))?;
@@ -315,6 +397,9 @@ fn order(nodes: &BTreeMap<PathBuf, Node>) -> Vec<Step> {
     sorted.sort_by_key(|(p, _)| (p.components().count(), (*p).clone()));
 
     let mut steps = Vec::new();
+    // After everything else: binds of the jail's own files (their sources must be
+    // there first), then the seals (their tmpfs must be filled first).
+    let mut inner = Vec::new();
     let mut seal = Vec::new();
     for (path, node) in sorted {
         let path = path.clone();
@@ -337,26 +422,39 @@ fn order(nodes: &BTreeMap<PathBuf, Node>) -> Vec<Step> {
                 rw: *rw,
                 device: *device,
             },
-            Node::Tmpfs { size } => {
-                let dev = path == Path::new("/dev");
-                if dev {
+            Node::Tmpfs {
+                size,
+                exec,
+                seal: sealed,
+            } => {
+                if *sealed {
                     seal.push(Step::Seal { dst: path.clone() });
                 }
                 Step::Tmpfs {
                     dst: path,
                     size: *size,
                     mode: 0o755,
-                    // /dev needs no programs; a writable tmpfs is never executable.
-                    noexec: true,
+                    // A writable tmpfs is never executable; only the exec store is,
+                    // and it is sealed read-only once filled.
+                    noexec: !exec,
                 }
             }
             Node::Proc => Step::Proc { dst: path },
-            Node::File(contents) => Step::File {
+            Node::File(contents, mode) => Step::File {
                 path,
                 contents: contents.clone(),
+                mode: *mode,
             },
+            Node::InnerBind(src) => {
+                inner.push(Step::InnerBind {
+                    src: src.clone(),
+                    dst: path,
+                });
+                continue;
+            }
         });
     }
+    steps.extend(inner);
     steps.extend(seal);
     steps
 }
@@ -436,11 +534,21 @@ impl fmt::Display for Step {
             ),
             Step::Proc { dst } => write!(f, "proc     {} (nosuid,nodev,noexec)", dst.display()),
             Step::Seal { dst } => write!(f, "remount  {} (ro)", dst.display()),
-            Step::File { path, contents } => write!(
+            Step::File {
+                path,
+                contents,
+                mode,
+            } => write!(
                 f,
-                "file     {} ({} bytes, from the template)",
+                "file     {} ({} bytes, mode {mode:o})",
                 path.display(),
                 contents.len()
+            ),
+            Step::InnerBind { src, dst } => write!(
+                f,
+                "bind     {} <- {} (ro,nosuid,nodev,exec)",
+                dst.display(),
+                src.display()
             ),
         }
     }
@@ -460,6 +568,7 @@ mod tests {
             proc: false,
             dev: true,
             cwd: Path::new("/"),
+            workdir: None,
         }
     }
 
@@ -561,7 +670,7 @@ mod tests {
         let etc = pos(&|s| matches!(s, Step::Mkdir { path } if path == Path::new("/etc")));
         let etc_a = pos(&|s| matches!(s, Step::Mkdir { path } if path == Path::new("/etc/a")));
         let passwd = pos(
-            &|s| matches!(s, Step::File { path, contents } if path == Path::new("/etc/passwd") && contents == b"x:1:1\n"),
+            &|s| matches!(s, Step::File { path, contents, .. } if path == Path::new("/etc/passwd") && &contents[..] == b"x:1:1\n"),
         );
         let b = pos(&|s| matches!(s, Step::File { path, .. } if path == Path::new("/etc/a/b")));
         assert!(etc < passwd && etc < etc_a && etc_a < b);

@@ -105,9 +105,43 @@ pub fn resident(procs: &HashSet<i32>) -> u64 {
         .sum()
 }
 
-/// Bytes stored in the jail's writable tmpfs mounts (`mounts`, paths inside the jail),
-/// seen through process `pid`'s root. A file kept in a tmpfs is memory as much as the
-/// heap is; a cgroup charges it, and without one this is how it is counted.
+/// The jail's writable tmpfs mounts, whose files count as memory when the monitor
+/// enforces it: a file kept in a tmpfs is memory as much as the heap is (a cgroup
+/// charges it; without one, this is how it is counted).
+#[derive(Debug, Clone, Default)]
+pub struct Stored {
+    /// The profile's tmpfs mounts (paths inside the jail).
+    pub mounts: Vec<std::path::PathBuf>,
+    /// The work dir, through the descriptor init handed over, and the bytes the files
+    /// put in took there before the program started (moat's, not the program's).
+    pub workdir: Option<(std::os::fd::RawFd, u64)>,
+}
+
+impl Stored {
+    /// Bytes the program keeps in the jail's tmpfs mounts, seen through process `pid`'s
+    /// root (the work dir through its descriptor, beyond what was put in).
+    pub fn used(&self, pid: i32) -> u64 {
+        let workdir = self.workdir.map_or(0, |(fd, base)| {
+            nix::sys::statvfs::fstatvfs(
+                // SAFETY: the run holds the work dir's descriptor until the jail is
+                // gone, longer than any sample.
+                unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
+            )
+            .map_or(0, |st| {
+                let used = st.blocks().saturating_sub(st.blocks_free()) * st.fragment_size();
+                used.saturating_sub(base)
+            })
+        });
+        tmpfs_used(pid, &self.mounts) + workdir
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.mounts.is_empty() && self.workdir.is_none()
+    }
+}
+
+/// Bytes stored in the tmpfs mounts `mounts` (paths inside the jail), seen through
+/// process `pid`'s root.
 pub fn tmpfs_used(pid: i32, mounts: &[std::path::PathBuf]) -> u64 {
     mounts
         .iter()

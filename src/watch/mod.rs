@@ -10,6 +10,7 @@ pub mod accounting;
 pub mod cancel;
 pub mod cgroup;
 pub mod enforce;
+pub mod files;
 pub mod hook;
 pub mod monitor;
 pub mod relay;

@@ -11,7 +11,6 @@ use super::{accounting, relay};
 use crate::jail::spawn::Jail;
 use crate::seccomp::{self, bpf, bpf::SeccompData, Filter};
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -49,7 +48,7 @@ pub struct Supervision<'a> {
     pub memory: Option<u64>,
     /// The jail's writable tmpfs mounts (paths inside), whose files count as memory
     /// when the monitor enforces it.
-    pub tmpfs: Vec<PathBuf>,
+    pub tmpfs: accounting::Stored,
     /// Output streams to relay, and the cap on their total.
     pub relay: Vec<relay::Stream>,
     pub output_cap: u64,

@@ -1,15 +1,27 @@
-//! Output relay: when output is capped, the program writes into pipes and moat copies
-//! each stream to its real destination, counting bytes. Up to the cap every byte
-//! arrives, in order, on the stream it was written to; at the cap the relay stops
-//! copying and has the jail killed, then drains the pipes until every writer is gone,
-//! so nothing below the cap is lost even when the program dies mid-write.
+//! Output relay: when output is capped or collected, the program writes into pipes and
+//! moat copies each stream to its real destination (a descriptor, or memory), counting
+//! bytes. Up to the caps every byte arrives, in order, on the stream it was written
+//! to; at a cap the relay stops copying and has the jail killed, then drains the pipes
+//! until every writer is gone, so nothing below the cap is lost even when the program
+//! dies mid-write.
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+/// Where a relayed stream's bytes go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sink {
+    /// Written to this descriptor.
+    Fd(RawFd),
+    /// Kept in memory, at most `cap` bytes: one more is over the stream's own cap.
+    Memory { cap: u64 },
+}
 
 /// One relayed stream: the read end of the program's pipe and where its bytes go.
 pub struct Stream {
     pub from: OwnedFd,
-    pub to: RawFd,
+    pub to: Sink,
+    /// 0 for stdout, 1 for stderr: where it is counted.
+    pub slot: usize,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -19,8 +31,10 @@ pub struct Relayed {
     /// Why a stream's destination stopped taking bytes (a closed pipe, a full disk),
     /// per stream; what came after was read from the program and dropped.
     pub failed: [Option<String>; 2],
-    /// The program wrote more than the cap.
+    /// The program wrote more than a cap (the total, or a collected stream's own).
     pub exceeded: bool,
+    /// What was collected in memory, per stream.
+    pub collected: [Option<Vec<u8>>; 2],
 }
 
 /// Writes `buf` to `fd`: how much was written, and the error that stopped it.
@@ -49,9 +63,15 @@ fn write_all(fd: RawFd, buf: &[u8]) -> (usize, Option<std::io::Error>) {
 }
 
 /// Copies the streams until all reach end of file. `cap` bounds the total of all
-/// streams together; `exceeded` is called once when a write would pass it.
+/// streams together, a memory sink's own cap its stream; `exceeded` is called once when
+/// a write would pass either.
 pub fn run(streams: &[Stream], cap: u64, exceeded: &dyn Fn()) -> Relayed {
     let mut out = Relayed::default();
+    for s in streams {
+        if matches!(s.to, Sink::Memory { .. }) {
+            out.collected[s.slot] = Some(Vec::new());
+        }
+    }
     let mut total = 0u64;
     let mut open: Vec<bool> = vec![true; streams.len()];
     // A destination that failed (a closed pipe on moat's side) takes nothing more, but
@@ -94,13 +114,28 @@ pub fn run(streams: &[Stream], cap: u64, exceeded: &dyn Fn()) -> Relayed {
                 continue;
             }
             let n = n as u64;
-            let room = cap.saturating_sub(total);
+            let stream = &streams[i];
+            let slot = stream.slot;
+            let mut room = cap.saturating_sub(total);
+            if let Sink::Memory { cap: own } = stream.to {
+                let kept = out.collected[slot].as_ref().map_or(0, |v| v.len() as u64);
+                room = room.min(own.saturating_sub(kept));
+            }
             let take = n.min(room);
-            let slot = i.min(1);
-            if take > 0 && out.failed[slot].is_none() {
-                let (written, error) = write_all(streams[i].to, &buf[..take as usize]);
-                out.delivered[slot] += written as u64;
-                out.failed[slot] = error.map(|e| e.to_string());
+            let bytes = &buf[..take as usize];
+            match stream.to {
+                Sink::Memory { .. } => {
+                    if let Some(v) = out.collected[slot].as_mut() {
+                        v.extend_from_slice(bytes);
+                    }
+                    out.delivered[slot] += take;
+                }
+                Sink::Fd(fd) if take > 0 && out.failed[slot].is_none() => {
+                    let (written, error) = write_all(fd, bytes);
+                    out.delivered[slot] += written as u64;
+                    out.failed[slot] = error.map(|e| e.to_string());
+                }
+                Sink::Fd(_) => {}
             }
             total += take;
             if n > take && !out.exceeded {
@@ -152,11 +187,13 @@ mod tests {
         let streams = [
             Stream {
                 from: r1,
-                to: sink_w.as_raw_fd(),
+                to: Sink::Fd(sink_w.as_raw_fd()),
+                slot: 0,
             },
             Stream {
                 from: r2,
-                to: sink2_w.as_raw_fd(),
+                to: Sink::Fd(sink2_w.as_raw_fd()),
+                slot: 1,
             },
         ];
         let got = run(&streams, 50_000, &|| {
@@ -183,7 +220,8 @@ mod tests {
         let got = run(
             &[Stream {
                 from: r,
-                to: sink_w.as_raw_fd(),
+                to: Sink::Fd(sink_w.as_raw_fd()),
+                slot: 0,
             }],
             1 << 20,
             &|| panic!("not exceeded"),
@@ -196,5 +234,42 @@ mod tests {
             (s.as_str(), got.exceeded, got.delivered[0]),
             ("hello", false, 5)
         );
+    }
+
+    #[test]
+    fn memory_sinks_keep_exactly_their_cap() {
+        let (r1, w1) = pipe();
+        let (r2, w2) = pipe();
+        let writer = std::thread::spawn(move || {
+            let mut f1 = std::fs::File::from(w1);
+            let mut f2 = std::fs::File::from(w2);
+            let _ = f1.write_all(&[b'o'; 300_000]);
+            let _ = f2.write_all(b"fine");
+        });
+        let hits = std::sync::atomic::AtomicUsize::new(0);
+        let got = run(
+            &[
+                Stream {
+                    from: r1,
+                    to: Sink::Memory { cap: 65_536 },
+                    slot: 0,
+                },
+                Stream {
+                    from: r2,
+                    to: Sink::Memory { cap: 100 },
+                    slot: 1,
+                },
+            ],
+            u64::MAX,
+            &|| {
+                hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            },
+        );
+        writer.join().unwrap();
+        assert!(got.exceeded);
+        assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(got.collected[0].as_ref().unwrap().len(), 65_536);
+        assert_eq!(got.collected[1].as_deref(), Some(&b"fine"[..]));
+        assert_eq!(got.delivered, [65_536, 4]);
     }
 }

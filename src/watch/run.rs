@@ -3,16 +3,19 @@
 //! the jail, monitor it, and collect what was seen. The steps are the functions below,
 //! in that order; turning what was seen into a verdict is the report's job.
 
+use super::accounting::Stored;
 use super::cancel::Cancel;
 use super::cgroup::{self, Mechanism, Mechanisms, RunCgroup};
 use super::enforce::{self, Enforcement, Enforcer};
+use super::files::{self, Copied, FileFault};
 use super::hook::Hook;
 use super::monitor::{self, Exceeded, Violation, Watch};
-use super::stdio::{Stdio, StdioError};
+use super::stdio::{Input, Output, Stdio, StdioError};
 use crate::config::limits::Limit;
 use crate::jail::spawn::{self, Jail, JailError};
 use crate::jail::stage::{ChildFailure, Stage};
 use crate::plan::Plan;
+use std::os::fd::{OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -31,6 +34,30 @@ pub struct RunOptions {
     pub cgroup: Option<PathBuf>,
     /// A token that ends the run from outside (the run then ends as `cancelled`).
     pub cancel: Option<Cancel>,
+}
+
+/// The program's descriptors for one run: what [`RunOptions`] names, or, for a
+/// request, memory, work-dir files and pipe ends.
+#[derive(Debug, Default)]
+pub struct Io {
+    pub stdin: Input,
+    pub stdout: Output,
+    pub stderr: Output,
+    /// Further descriptors: (the program's fd, what it is).
+    pub fds: Vec<(RawFd, OwnedFd)>,
+}
+
+impl RunOptions {
+    /// The descriptors these options name: files, or moat's own streams.
+    pub fn io(&self) -> Io {
+        let out = |p: &Option<PathBuf>| p.clone().map_or(Output::Inherit, Output::File);
+        Io {
+            stdin: self.stdin.clone().map_or(Input::Inherit, Input::File),
+            stdout: out(&self.stdout),
+            stderr: out(&self.stderr),
+            fds: Vec::new(),
+        }
+    }
 }
 
 /// Why a run could not be started.
@@ -93,12 +120,29 @@ pub struct Run {
     pub output_bytes: [u64; 2],
     /// Why stdout's or stderr's destination stopped taking bytes, if it did.
     pub output_errors: [Option<String>; 2],
+    /// stdout and stderr as collected in memory, where they were.
+    pub collected: [Option<Vec<u8>>; 2],
+    /// The work dir's files read back after the run, in the order the policy names
+    /// them.
+    pub files_out: Vec<(PathBuf, Result<Copied, FileFault>)>,
 }
 
 /// Runs a planned program in the jail and waits until every process of it is gone.
 /// Call it from the thread that should monitor the run; any number of threads may run
 /// jails at once. `hook` is asked about every call the filter traces after the exec.
 pub fn run(plan: &Plan, opts: &RunOptions, hook: Option<&mut dyn Hook>) -> Result<Run, RunError> {
+    run_io(plan, opts.io(), opts, hook)
+}
+
+/// As [`run`], with the program's descriptors given by `io` (the run owns them, and
+/// closes its copies as soon as the jail holds them: a pipe's reader sees its end
+/// when the program's copy is gone). The cgroup and cancel token come from `opts`.
+pub fn run_io(
+    plan: &Plan,
+    io: Io,
+    opts: &RunOptions,
+    hook: Option<&mut dyn Hook>,
+) -> Result<Run, RunError> {
     let limits = &plan.policy.limits;
     if let Some(signal) = opts.cancel.as_ref().and_then(Cancel::cancelled) {
         // Cancelled before anything was built: nothing to start or to clean up.
@@ -111,12 +155,14 @@ pub fn run(plan: &Plan, opts: &RunOptions, hook: Option<&mut dyn Hook>) -> Resul
             enforcement: Enforcement::default(),
             output_bytes: [0, 0],
             output_errors: [None, None],
+            collected: [None, None],
+            files_out: Vec::new(),
         });
     }
     let stdio = Stdio::prepare(
-        opts.stdin.as_deref(),
-        opts.stdout.as_deref(),
-        opts.stderr.as_deref(),
+        io.stdin,
+        [io.stdout, io.stderr],
+        io.fds,
         limits.output.is_some(),
     )?;
     let (cg, no_cgroup) = run_cgroup(plan, opts)?;
@@ -125,7 +171,7 @@ pub fn run(plan: &Plan, opts: &RunOptions, hook: Option<&mut dyn Hook>) -> Resul
 
     let started = Instant::now();
     let before_start = |pid: libc::pid_t| cg.as_ref().map_or(Ok(()), |c| c.add(pid));
-    let jail = spawn::spawn(plan, stdio.child, &before_start)?;
+    let mut jail = spawn::spawn(plan, &stdio.wiring, &before_start)?;
     let registered = opts.cancel.as_ref().map(|c| c.register(&jail));
     // Only the jail may hold the write ends: the relay ends when its last writer does.
     drop(stdio.child_ends);
@@ -145,7 +191,13 @@ pub fn run(plan: &Plan, opts: &RunOptions, hook: Option<&mut dyn Hook>) -> Resul
         cpu_source,
         // A cgroup's memory limit is the kernel's to enforce.
         memory: enforcement.value_if(Limit::Memory, Enforcer::Monitor),
-        tmpfs: plan.policy.tmpfs.iter().map(|t| t.path.clone()).collect(),
+        tmpfs: Stored {
+            mounts: plan.policy.tmpfs.iter().map(|t| t.path.clone()).collect(),
+            workdir: jail
+                .workdir
+                .as_ref()
+                .map(|fd| (std::os::fd::AsRawFd::as_raw_fd(fd), put_in_bytes(plan))),
+        },
         relay: stdio.relay,
         output_cap: limits.output.unwrap_or(u64::MAX),
     };
@@ -155,12 +207,31 @@ pub fn run(plan: &Plan, opts: &RunOptions, hook: Option<&mut dyn Hook>) -> Resul
     let mut observed = observe(plan, &jail, &watch, &figures, &enforcement, cg.as_ref());
     observed.cancelled = opts.cancel.as_ref().and_then(Cancel::cancelled);
     drop(cg); // kills leftovers and removes the cgroup
+              // Every process of the jail is gone: the work dir is a tree nobody can change.
+    let files_out = match (jail.workdir.take(), &plan.policy.workdir) {
+        (Some(dir), Some(w)) => files::copy_out(&dir, &w.files_out),
+        _ => Vec::new(),
+    };
     Ok(Run {
         observed,
         figures,
         enforcement,
         output_bytes: watch.relayed.delivered,
         output_errors: watch.relayed.failed.clone(),
+        collected: watch.relayed.collected,
+        files_out,
+    })
+}
+
+/// The bytes the files put in take in the work dir (tmpfs counts whole pages), which
+/// are moat's and not counted against the program.
+fn put_in_bytes(plan: &Plan) -> u64 {
+    plan.policy.workdir.as_ref().map_or(0, |w| {
+        w.files_in
+            .iter()
+            .filter(|f| f.mode & 0o111 == 0)
+            .map(|f| (f.contents.len() as u64).div_ceil(4096) * 4096)
+            .sum()
     })
 }
 

@@ -11,7 +11,6 @@
 
 use super::accounting;
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
@@ -74,11 +73,11 @@ impl Tree {
         Self::set(&self.procs).clone()
     }
 
-    /// Resident memory of the processes plus what the writable tmpfs `mounts` hold.
-    pub fn memory(&self, mounts: &[PathBuf]) -> u64 {
+    /// Resident memory of the processes plus what the writable tmpfs mounts hold.
+    pub fn memory(&self, stored: &accounting::Stored) -> u64 {
         let procs = self.processes();
         let files = match procs.iter().find(|p| **p != self.init) {
-            Some(&pid) if !mounts.is_empty() => accounting::tmpfs_used(pid, mounts),
+            Some(&pid) if !stored.is_empty() => stored.used(pid),
             _ => 0,
         };
         accounting::resident(&procs) + files
@@ -94,7 +93,7 @@ pub struct Limits<'a> {
     pub cpu_source: Option<&'a (dyn Fn() -> Option<Duration> + Sync)>,
     /// A memory limit the monitor enforces itself, and the tmpfs mounts it counts.
     pub memory: Option<u64>,
-    pub tmpfs: &'a [PathBuf],
+    pub tmpfs: &'a accounting::Stored,
 }
 
 impl Limits<'_> {

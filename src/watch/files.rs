@@ -1,0 +1,179 @@
+//! Copy-out: files read back from the work dir once the jail is gone.
+//!
+//! The program controls its work dir, so every name is resolved against the
+//! descriptor init handed over, with `openat2` and `RESOLVE_BENEATH |
+//! RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV`: no symlink is
+//! followed (a file swapped for a link to `/etc/shadow` is refused, not read), nothing
+//! outside the work dir's own mount is reached, `..` never climbs out. The file is
+//! first opened `O_PATH` and looked at: only a regular file is opened for reading, so
+//! a FIFO never blocks moat and a device is never opened; its size is checked against
+//! the cap before a byte is read (a sparse file of a terabyte costs nothing to refuse)
+//! and the read stops at the cap whatever the size said. It runs after every process
+//! of the jail is reaped, in moat, so nothing can change the tree under the checks.
+//!
+//! Why moat and not the jail's init: init would have to keep privileges and code after
+//! the program ends, and the copy would race whatever the program left running; the
+//! parent reads a tree nobody can touch any more. A hard link to a file outside the
+//! work dir cannot exist (links never cross mounts), so a regular file found here is
+//! the program's own.
+
+use crate::config::policy::FileOut;
+use std::ffi::CString;
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
+/// Why a file could not be copied out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileFault {
+    /// There is no such file.
+    Missing,
+    /// It is not a regular file: the kind found (`a symlink`, `a FIFO`, …).
+    NotRegular(&'static str),
+    /// It is larger than the cap.
+    TooLarge { size: u64, max: u64 },
+    /// Reaching it would cross a mount (a file bound in, not written by the program).
+    OtherMount,
+    /// It could not be read.
+    Unreadable(String),
+}
+
+impl std::fmt::Display for FileFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FileFault::Missing => f.write_str("missing"),
+            FileFault::NotRegular(kind) => write!(f, "not a regular file: {kind}"),
+            FileFault::TooLarge { size, max } => {
+                write!(f, "too large: {size} bytes, the cap is {max}")
+            }
+            FileFault::OtherMount => f.write_str("not the program's: it is on another mount"),
+            FileFault::Unreadable(why) => write!(f, "cannot be read: {why}"),
+        }
+    }
+}
+
+/// One file read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Copied {
+    pub bytes: Vec<u8>,
+    /// Its permission bits (an executable the program wrote stays executable).
+    pub mode: u32,
+}
+
+/// What each file of `files` gave, in order.
+pub fn copy_out(dir: &OwnedFd, files: &[FileOut]) -> Vec<(PathBuf, Result<Copied, FileFault>)> {
+    files
+        .iter()
+        .map(|f| (f.name.clone(), copy_one(dir, f)))
+        .collect()
+}
+
+const RESOLVE: u64 = libc::RESOLVE_BENEATH
+    | libc::RESOLVE_NO_SYMLINKS
+    | libc::RESOLVE_NO_MAGICLINKS
+    | libc::RESOLVE_NO_XDEV;
+
+fn openat2(dir: &OwnedFd, name: &CString, flags: libc::c_int) -> Result<OwnedFd, i32> {
+    // SAFETY: an all-zero open_how is valid; the fields are set below.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (flags | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NOCTTY) as u64;
+    how.resolve = RESOLVE;
+    loop {
+        // SAFETY: openat2 reads a NUL-terminated path and an open_how of the size
+        // given; it returns a new descriptor or -1.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                &how as *const libc::open_how,
+                std::mem::size_of::<libc::open_how>(),
+            )
+        };
+        if fd >= 0 {
+            // SAFETY: a fresh descriptor owned by no one else.
+            return Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) });
+        }
+        let e = std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO);
+        if e != libc::EINTR && e != libc::EAGAIN {
+            return Err(e);
+        }
+    }
+}
+
+fn fault(errno: i32) -> FileFault {
+    match errno {
+        libc::ENOENT | libc::ENOTDIR => FileFault::Missing,
+        // RESOLVE_NO_SYMLINKS and O_NOFOLLOW: a symlink on the way or at the end.
+        libc::ELOOP => FileFault::NotRegular("a symlink (symlinks are never followed)"),
+        libc::EXDEV => FileFault::OtherMount,
+        e => FileFault::Unreadable(std::io::Error::from_raw_os_error(e).to_string()),
+    }
+}
+
+fn kind(mode: u32) -> &'static str {
+    match mode & libc::S_IFMT {
+        libc::S_IFDIR => "a directory",
+        libc::S_IFIFO => "a FIFO",
+        libc::S_IFCHR => "a character device",
+        libc::S_IFBLK => "a block device",
+        libc::S_IFSOCK => "a socket",
+        libc::S_IFLNK => "a symlink (symlinks are never followed)",
+        _ => "not a plain file",
+    }
+}
+
+fn fstat(fd: &OwnedFd) -> Result<libc::stat, FileFault> {
+    // SAFETY: an all-zero stat is a valid buffer for fstat to fill.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat of a descriptor we own into a stack struct.
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } < 0 {
+        return Err(fault(
+            std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO),
+        ));
+    }
+    Ok(st)
+}
+
+fn copy_one(dir: &OwnedFd, f: &FileOut) -> Result<Copied, FileFault> {
+    let name = CString::new(f.name.as_os_str().as_bytes())
+        .map_err(|_| FileFault::Unreadable("the name holds a NUL byte".into()))?;
+    // O_PATH opens nothing: a FIFO is not waited on, a device not opened.
+    let path = openat2(dir, &name, libc::O_PATH).map_err(fault)?;
+    let st = fstat(&path)?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(FileFault::NotRegular(kind(st.st_mode)));
+    }
+    let size = st.st_size.max(0) as u64;
+    if size > f.max {
+        return Err(FileFault::TooLarge { size, max: f.max });
+    }
+    let file = openat2(dir, &name, libc::O_RDONLY | libc::O_NONBLOCK).map_err(fault)?;
+    // The same file as looked at: nothing is alive to swap it, but check anyway.
+    let again = fstat(&file)?;
+    if (again.st_dev, again.st_ino) != (st.st_dev, st.st_ino)
+        || again.st_mode & libc::S_IFMT != libc::S_IFREG
+    {
+        return Err(FileFault::NotRegular("replaced while being read"));
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    std::fs::File::from(file)
+        .take(f.max.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| FileFault::Unreadable(e.to_string()))?;
+    if bytes.len() as u64 > f.max {
+        return Err(FileFault::TooLarge {
+            size: bytes.len() as u64,
+            max: f.max,
+        });
+    }
+    Ok(Copied {
+        bytes,
+        mode: st.st_mode & 0o7777,
+    })
+}
