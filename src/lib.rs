@@ -49,6 +49,7 @@ pub(crate) mod jail;
 pub mod learn;
 pub(crate) mod plan;
 pub(crate) mod report;
+pub mod request;
 pub(crate) mod seccomp;
 pub(crate) mod watch;
 
@@ -60,6 +61,7 @@ pub use jail::spawn::JailError;
 pub use plan::{Plan, PlanError};
 pub use report::advice::violation_advice;
 pub use report::outcome::{ErrorInfo, ErrorKind, LimitReport, Outcome, Status, Violation};
+pub use request::{exec, Request, Response};
 pub use watch::cancel::Cancel;
 pub use watch::cgroup::CgroupError;
 pub use watch::run::{RunError, RunOptions};

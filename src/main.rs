@@ -28,6 +28,13 @@ enum Command {
     Learn(LearnArgs),
     /// Print what `run` would build, without running anything.
     Plan(RunArgs),
+    /// Run one request (JSON, schema 1: commands with files in and out, collected
+    /// output, pipes) and print its response on stdout.
+    Exec(ExecArgs),
+    /// Run a stream of requests (JSON Lines on stdin) and write one response line per
+    /// request on stdout, in the order asked; files cached by one request are there for
+    /// the later ones.
+    Batch(BatchArgs),
     /// List the profiles: the built-in ones and those in the profile directories.
     Profiles,
     /// Tell what this host supports and how to fix what is missing.
@@ -36,6 +43,39 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Args)]
+struct ExecArgs {
+    /// The request: a JSON file, or - for stdin.
+    #[arg(value_name = "REQUEST")]
+    request: PathBuf,
+    /// Indent the response.
+    #[arg(long)]
+    pretty: bool,
+    /// A delegated cgroup v2 directory to create each run's cgroup in.
+    #[arg(long, value_name = "DIR")]
+    cgroup: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct BatchArgs {
+    /// How many requests run at once.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    parallel: u16,
+    /// The most the file cache holds, e.g. 1GiB.
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_size)]
+    cache_size: u64,
+    /// The longest request line taken, e.g. 256MiB.
+    #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = parse_size)]
+    max_request: u64,
+    /// A delegated cgroup v2 directory to create each run's cgroup in.
+    #[arg(long, value_name = "DIR")]
+    cgroup: Option<PathBuf>,
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    moat::units::parse_size(s).map_err(|e| e.to_string())
 }
 
 #[derive(Args)]
@@ -359,6 +399,121 @@ fn ensure_stdio() {
     }
 }
 
+/// Exit status of `moat exec` for a request that cannot run (as a usage error).
+const BAD_REQUEST: u8 = 2;
+
+/// The largest request `moat exec` reads.
+const MAX_REQUEST: u64 = 1 << 30;
+
+fn read_request(path: &std::path::Path) -> Result<String, String> {
+    use std::io::Read;
+    let mut text = String::new();
+    let got = if path == std::path::Path::new("-") {
+        std::io::stdin()
+            .lock()
+            .take(MAX_REQUEST)
+            .read_to_string(&mut text)
+    } else {
+        std::fs::File::open(path).and_then(|f| f.take(MAX_REQUEST).read_to_string(&mut text))
+    };
+    match got {
+        Ok(_) => Ok(text),
+        Err(e) => Err(format!("cannot read the request {}: {e}", path.display())),
+    }
+}
+
+/// Writes a response line; false when stdout is gone.
+fn print_response(text: &str) -> bool {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush())
+        .is_ok()
+}
+
+fn exec(a: &ExecArgs) -> u8 {
+    let cancel = cancel_on_signals();
+    let request = match read_request(&a.request) {
+        Err(message) => Err((
+            None,
+            moat::request::RequestError {
+                path: String::new(),
+                message,
+            },
+        )),
+        Ok(text) => moat::Request::from_json(&text).map_err(|e| (moat::Request::id_of(&text), e)),
+    };
+    let response = match request {
+        Ok(r) => {
+            let opts = moat::request::ExecOptions {
+                cgroup: a.cgroup.clone(),
+                cancel: Some(cancel.clone()),
+            };
+            moat::request::exec_with(&r, &moat::request::FileCache::default(), &opts)
+        }
+        Err((id, error)) => moat::Response {
+            id,
+            results: Vec::new(),
+            pipes: Default::default(),
+            error: Some(error),
+        },
+    };
+    if let Some(e) = &response.error {
+        say(format!("moat: bad request: {e}"));
+    }
+    if !print_response(&render(&response, a.pretty)) {
+        return NO_REPORT;
+    }
+    match (response.error.is_some(), cancel.cancelled()) {
+        (true, _) => BAD_REQUEST,
+        (false, Some(sig)) if sig > 0 => 128 + sig as u8,
+        (false, Some(_)) => NO_REPORT,
+        (false, None) => 0,
+    }
+}
+
+fn render(r: &moat::Response, pretty: bool) -> String {
+    if pretty {
+        r.to_json_pretty()
+    } else {
+        r.to_json()
+    }
+}
+
+fn batch(a: &BatchArgs) -> u8 {
+    let cancel = cancel_on_signals();
+    let opts = moat::request::BatchOptions {
+        parallel: usize::from(a.parallel),
+        max_line: usize::try_from(a.max_request).unwrap_or(usize::MAX),
+        exec: moat::request::ExecOptions {
+            cgroup: a.cgroup.clone(),
+            cancel: Some(cancel.clone()),
+        },
+    };
+    let cache = moat::request::FileCache::new(a.cache_size);
+    let input = Box::new(std::io::BufReader::new(std::io::stdin()));
+    let mut output = std::io::stdout();
+    match moat::request::batch(input, &mut output, &cache, &opts) {
+        Ok(summary) => {
+            if summary.bad > 0 {
+                say(format!(
+                    "moat: {} of {} requests were bad (see their error responses)",
+                    summary.bad, summary.requests
+                ));
+            }
+            match cancel.cancelled() {
+                Some(sig) if sig > 0 => 128 + sig as u8,
+                Some(_) => NO_REPORT,
+                None => 0,
+            }
+        }
+        Err(e) => {
+            say(format!("moat: cannot write the responses: {e}"));
+            NO_REPORT
+        }
+    }
+}
+
 fn main() -> ExitCode {
     ensure_stdio();
     let cli = Cli::parse();
@@ -376,6 +531,8 @@ fn main() -> ExitCode {
                 e.to_outcome().exit_code() as u8
             }
         },
+        Command::Exec(a) => exec(a),
+        Command::Batch(a) => batch(a),
         Command::Profiles => {
             let _ = std::io::stdout()
                 .lock()

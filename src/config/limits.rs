@@ -303,6 +303,35 @@ impl Spec {
     }
 }
 
+/// A limit's value as a profile or a request writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written<'a> {
+    /// A number (a count; a profile or request writes times and sizes as strings).
+    Integer(i128),
+    /// A string such as "2s" or "256MiB" (or "8", for a count).
+    Text(&'a str),
+    /// Anything else (a list, a table, a boolean…).
+    Other,
+}
+
+impl Spec {
+    /// Reads a value as written in a profile's `[limits]` or a request's `limits`: a
+    /// count as a number, a time or size as a string in its unit.
+    pub fn parse_written(&self, value: Written<'_>) -> Result<u64, String> {
+        match (self.unit, value) {
+            (Unit::Count, Written::Integer(n)) => match u64::try_from(n) {
+                Ok(0) | Err(_) => Err("must be at least 1".into()),
+                Ok(n) if n > self.max => Err(format!("must be at most {}", self.max)),
+                Ok(n) => Ok(n),
+            },
+            (_, Written::Text(text)) => self.parse(text).map_err(|e| e.to_string()),
+            (Unit::Count, _) => Err("expected a whole number, e.g. 8".into()),
+            (Unit::Duration, _) => Err("expected a string such as \"2s\"".into()),
+            (Unit::Size, _) => Err("expected a string such as \"256MiB\"".into()),
+        }
+    }
+}
+
 impl Limits {
     /// Each limit set here, else the one in `base`.
     pub fn over(&self, base: &Limits) -> Limits {
@@ -351,19 +380,14 @@ pub(crate) fn from_profile(profile: &Profile) -> Result<Limits, ProfileError> {
             ));
         };
         let spec = limit.spec();
-        let at =
-            |message: String| src.error(value.span(), &format!("limits.{}", spec.key), message);
-        let raw = match (spec.unit, value.get_ref()) {
-            (Unit::Count, toml::Value::Integer(n)) => match u64::try_from(*n) {
-                Ok(0) | Err(_) => return Err(at("must be at least 1".into())),
-                Ok(n) if n > spec.max => return Err(at(format!("must be at most {}", spec.max))),
-                Ok(n) => n,
-            },
-            (Unit::Count, _) => return Err(at("expected a whole number, e.g. 8".into())),
-            (_, toml::Value::String(text)) => spec.parse(text).map_err(|e| at(e.to_string()))?,
-            (Unit::Duration, _) => return Err(at("expected a string such as \"2s\"".into())),
-            (Unit::Size, _) => return Err(at("expected a string such as \"256MiB\"".into())),
+        let written = match value.get_ref() {
+            toml::Value::Integer(n) => Written::Integer(i128::from(*n)),
+            toml::Value::String(text) => Written::Text(text),
+            _ => Written::Other,
         };
+        let raw = spec
+            .parse_written(written)
+            .map_err(|message| src.error(value.span(), &format!("limits.{}", spec.key), message))?;
         out.set(limit, Some(raw));
     }
     Ok(out)

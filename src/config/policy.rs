@@ -74,7 +74,7 @@ pub fn plain_relative(name: &Path) -> Result<(), &'static str> {
         return Err("holds a NUL byte");
     }
     if name.is_absolute() {
-        return Err("is absolute; name a file inside the work dir");
+        return Err("is absolute");
     }
     for c in name.components() {
         match c {
@@ -296,6 +296,24 @@ pub fn normalize(path: &Path) -> PathBuf {
         }
     }
     out
+}
+
+impl Policy {
+    /// This policy with `files` put into its work dir, checked as when it was made
+    /// (names inside the work dir, none twice, all fitting).
+    pub(crate) fn with_files_in(mut self, files: Vec<FileIn>) -> Result<Policy, PolicyError> {
+        let Some(w) = self.workdir.as_mut() else {
+            return Err(PolicyError::Option {
+                option: "workdir",
+                value: String::new(),
+                message: "files are put into a work dir, and this policy has none".into(),
+            });
+        };
+        w.files_in = files;
+        let checked = w.checked()?;
+        self.workdir = Some(checked);
+        Ok(self)
+    }
 }
 
 impl Policy {

@@ -429,15 +429,12 @@ mod tests {
         let high = dup_above(r.as_raw_fd(), 200).unwrap();
         assert!(high >= 200);
         // SAFETY: F_GETFD only queries the descriptor.
-        assert_eq!(
-            unsafe { libc::fcntl(high, libc::F_GETFD) },
-            libc::FD_CLOEXEC
-        );
+        let flags = |fd| unsafe { libc::fcntl(fd, libc::F_GETFD) };
+        assert_eq!(flags(high), libc::FD_CLOEXEC);
         clear_cloexec(high).unwrap();
-        // SAFETY: as above.
-        assert_eq!(unsafe { libc::fcntl(high, libc::F_GETFD) }, 0);
+        assert_eq!(flags(high), 0);
         close_range(high as libc::c_uint, high as libc::c_uint);
-        // SAFETY: as above; the descriptor is closed, so EBADF.
-        assert_eq!(unsafe { libc::fcntl(high, libc::F_GETFD) }, -1);
+        // Closed: EBADF.
+        assert_eq!(flags(high), -1);
     }
 }

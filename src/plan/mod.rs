@@ -37,7 +37,8 @@ pub const NAMESPACES: &[(&str, libc::c_int)] = &[
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub(crate) policy: Policy,
-    /// The program's path on the host, which is also its path inside the jail.
+    /// The program's path inside the jail: its path on the host too, unless it is one
+    /// of the files put into the work dir.
     pub(crate) program: PathBuf,
     pub(crate) argv: Vec<CString>,
     pub(crate) envp: Vec<CString>,
@@ -123,8 +124,17 @@ impl Plan {
         cache: &LdCache,
     ) -> Result<Plan, PlanError> {
         let name = command.first().ok_or(PlanError::NoProgram)?;
-        let program = find_program(name, &policy)?;
-        let dependencies = ldso::resolve(&program, &policy.library_path, cache)?;
+        let (program, dependencies) = match in_workdir(name, &policy)? {
+            Some((inside, file)) => {
+                let deps = ldso::resolve_inside(&inside, file, &policy.library_path, cache)?;
+                (inside, deps)
+            }
+            None => {
+                let program = find_program(name, &policy)?;
+                let deps = ldso::resolve(&program, &policy.library_path, cache)?;
+                (program, deps)
+            }
+        };
         let mut files = dependencies.files.clone();
         // The loader inside finds libraries outside its default directories (e.g.
         // /usr/local/lib) only through the cache; it is an index of paths, read-only.
@@ -211,7 +221,8 @@ impl Plan {
         &self.policy
     }
 
-    /// The program's path (on the host and, the same, inside the jail).
+    /// The program's path inside the jail (the same on the host, unless it is one of
+    /// the files put into the work dir).
     pub fn program(&self) -> &Path {
         &self.program
     }
@@ -248,6 +259,61 @@ fn check_hard_limits(limits: &crate::config::limits::Limits) -> Result<(), PlanE
         }
     }
     Ok(())
+}
+
+/// The program when it is one of the files put into the work dir: a path with a `/`
+/// that, taken from the jail's working directory, lands in the work dir (`./a` run in
+/// `/w`). Its bytes come from memory (a sealed memory file for the ELF reader), as
+/// they never were a host file.
+fn in_workdir(
+    name: &OsStr,
+    policy: &Policy,
+) -> Result<Option<(PathBuf, std::fs::File)>, PlanError> {
+    let Some(w) = &policy.workdir else {
+        return Ok(None);
+    };
+    if !name.as_bytes().contains(&b'/') {
+        return Ok(None);
+    }
+    let inside = normalize(&policy.cwd.join(Path::new(name)));
+    let Ok(rel) = inside.strip_prefix(&w.path) else {
+        return Ok(None);
+    };
+    let Some(f) = w.files_in.iter().find(|f| f.name == rel) else {
+        return Err(PlanError::ProgramNotFound {
+            name: name.to_string_lossy().into_owned(),
+            searched: format!("the files put in the work dir {}", w.path.display()),
+        });
+    };
+    if f.mode & 0o111 == 0 {
+        return Err(PlanError::NotExecutable {
+            path: inside,
+            why: format!(
+                "it was put in with mode {:o}; give it an executable mode (e.g. 755)",
+                f.mode
+            ),
+        });
+    }
+    let file = memory_file(&f.contents).map_err(|source| {
+        PlanError::Elf(ElfError::Io {
+            path: inside.clone(),
+            source,
+        })
+    })?;
+    Ok(Some((inside, file)))
+}
+
+/// A memory file holding `bytes`.
+fn memory_file(bytes: &[u8]) -> std::io::Result<std::fs::File> {
+    // SAFETY: memfd_create with a NUL-terminated name and a flags word.
+    let fd = unsafe { libc::memfd_create(c"moat-program".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor owned by no one else.
+    let file = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    std::io::Write::write_all(&mut &file, bytes)?;
+    Ok(file)
 }
 
 /// Finds the program as a shell would: a name with a `/` is a path (relative to the

@@ -23,6 +23,8 @@ pub enum ErrorKind {
     ProgramNotFound,
     /// The program cannot be executed (126).
     ProgramNotExecutable,
+    /// (Requests) A file to put in could not be had, or did not fit the work dir.
+    File,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -204,6 +206,10 @@ impl Outcome {
                 Some(s) if s > 0 => 128 + s,
                 _ => 125,
             },
+            // Only requests give it, and they report per command, not by exit status;
+            // were it asked for, the program did not do what was asked, as a setup
+            // failure.
+            Status::FileError => 125,
             Status::SetupError => match self.error.as_ref().map(|e| e.kind) {
                 Some(ErrorKind::ProgramNotFound) => 127,
                 Some(ErrorKind::ProgramNotExecutable) => 126,
@@ -214,8 +220,12 @@ impl Outcome {
 
     /// An outcome for a run that never started.
     pub fn setup_error(kind: ErrorKind, message: String) -> Outcome {
+        let status = match kind {
+            ErrorKind::File => Status::FileError,
+            _ => Status::SetupError,
+        };
         Outcome {
-            status: Status::SetupError,
+            status,
             exit_code: None,
             signal: None,
             cpu_time_ms: 0,

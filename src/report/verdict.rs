@@ -31,6 +31,10 @@ pub enum Status {
     /// The run was ended from outside (moat got SIGTERM, SIGINT or SIGHUP, or a
     /// library caller cancelled it).
     Cancelled,
+    /// (Requests) A file to put in or take out was missing, too large or not a regular
+    /// file: the command did not start, or it ended well but what it had to leave
+    /// behind is not there.
+    FileError,
 }
 
 impl Status {
@@ -47,6 +51,7 @@ impl Status {
             Status::OutputLimit => "output_limit",
             Status::SetupError => "setup_error",
             Status::Cancelled => "cancelled",
+            Status::FileError => "file_error",
         }
     }
 }

@@ -77,7 +77,13 @@ const RESOLVE: u64 = libc::RESOLVE_BENEATH
 fn openat2(dir: &OwnedFd, name: &CString, flags: libc::c_int) -> Result<OwnedFd, i32> {
     // SAFETY: an all-zero open_how is valid; the fields are set below.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (flags | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NOCTTY) as u64;
+    // openat2 refuses with O_PATH any flag beyond these; O_NOCTTY goes with reads.
+    let extra = if flags & libc::O_PATH != 0 {
+        0
+    } else {
+        libc::O_NOCTTY
+    };
+    how.flags = (flags | libc::O_NOFOLLOW | libc::O_CLOEXEC | extra) as u64;
     how.resolve = RESOLVE;
     loop {
         // SAFETY: openat2 reads a NUL-terminated path and an open_how of the size

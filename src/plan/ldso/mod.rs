@@ -59,7 +59,7 @@ pub const MAX_SHEBANG_DEPTH: usize = 4;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dependencies {
     /// Every host file the program needs, in discovery order, no duplicates: the
-    /// program itself first, then (for a `#!` script) the script interpreter(s), then
+    /// program itself first (unless it was put into the jail), then (for a `#!` script) the script interpreter(s), then
     /// PT_INTERP, then every library found recursively. Paths as found by the search
     /// (made absolute against the current directory, not canonicalized: symlinks on
     /// the way are the caller's to recreate).
@@ -81,13 +81,39 @@ pub fn resolve(
     library_path: &[PathBuf],
     cache: &LdCache,
 ) -> Result<Dependencies, ElfError> {
+    resolve_from(program, None, library_path, cache)
+}
+
+/// As [`resolve`], for a program that is not a host file but is put into the jail
+/// (`inside` is its path there, `file` its bytes): it is not among the files to bind,
+/// while a `#!` interpreter it names, its loader and libraries are the host's.
+pub fn resolve_inside(
+    inside: &Path,
+    file: std::fs::File,
+    library_path: &[PathBuf],
+    cache: &LdCache,
+) -> Result<Dependencies, ElfError> {
+    resolve_from(inside, Some(file), library_path, cache)
+}
+
+fn resolve_from(
+    program: &Path,
+    mut inside: Option<std::fs::File>,
+    library_path: &[PathBuf],
+    cache: &LdCache,
+) -> Result<Dependencies, ElfError> {
     let cwd = std::env::current_dir().map_err(|e| io_error(Path::new("."), e))?;
     let mut files: Vec<PathBuf> = Vec::new();
     let mut current = absolutize(&cwd, program);
     let mut script: Option<PathBuf> = None;
     let mut hops = 0;
+    // Whether `current` is the file put into the jail rather than a host file.
+    let mut in_jail = inside.is_some();
     let (file, head) = loop {
-        let file = open_program(&current, script.as_deref())?;
+        let file = match inside.take() {
+            Some(f) => f,
+            None => open_program(&current, script.as_deref())?,
+        };
         let head = read_prefix(&file, &current, BINPRM_BUF_SIZE)?;
         if !head.starts_with(b"#!") {
             break (file, head);
@@ -100,14 +126,19 @@ pub fn resolve(
             });
         }
         let interp = parse_shebang(&head).map_err(|reason| malformed(&current, reason))?;
-        push_unique(&mut files, current.clone());
+        if !in_jail {
+            push_unique(&mut files, current.clone());
+        }
+        in_jail = false;
         script = Some(current);
         current = absolutize(&cwd, &path_from_bytes(&interp));
     };
     let program_path = current;
     let ehdr = check_program_header(&program_path, &head)?;
     let info = parse_elf(&file, &program_path, &ehdr)?;
-    push_unique(&mut files, program_path.clone());
+    if !in_jail {
+        push_unique(&mut files, program_path.clone());
+    }
 
     // Without PT_INTERP nothing runs ld.so, so DT_NEEDED entries (if any) are
     // never looked at: static and static-pie programs need only themselves.
@@ -124,7 +155,11 @@ pub fn resolve(
 
     // $ORIGIN of the executable comes from /proc/self/exe in ld.so, which the
     // kernel fills with the resolved path, so symlinks to the program don't count.
-    let real = std::fs::canonicalize(&program_path).map_err(|e| io_error(&program_path, e))?;
+    let real = if in_jail {
+        program_path.clone()
+    } else {
+        std::fs::canonicalize(&program_path).map_err(|e| io_error(&program_path, e))?
+    };
     let main_origin = parent_dir(&real);
     let uses_origin = |raw: &[u8]| raw.windows(6).any(|w| w == b"ORIGIN");
     let origin_needed = [&info.rpath, &info.runpath]
