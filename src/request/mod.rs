@@ -15,6 +15,8 @@ pub(crate) mod cache;
 pub(crate) mod check;
 pub(crate) mod exec;
 pub(crate) mod pipes;
+#[cfg(test)]
+mod tests;
 pub(crate) mod wire;
 
 use crate::config::limits::Limits;

@@ -124,3 +124,49 @@ impl Proxy {
         rec
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+
+    /// A proxy between two fresh pipes: (the writer's end, the reader's end, the proxy).
+    fn proxy(cap: u64) -> (std::fs::File, std::fs::File, Proxy) {
+        let (from, w) = sys::pipe().unwrap();
+        let (r, to) = sys::pipe().unwrap();
+        (w.into(), r.into(), Proxy { from, to, cap })
+    }
+
+    #[test]
+    fn everything_passes_the_first_bytes_are_kept_and_the_end_passes_on() {
+        let (mut w, mut r, p) = proxy(1000);
+        let t = std::thread::spawn(move || p.run());
+        let writer = std::thread::spawn(move || {
+            for i in 0..100u8 {
+                w.write_all(&[i; 1000]).unwrap();
+            }
+        });
+        let mut all = Vec::new();
+        r.read_to_end(&mut all).unwrap();
+        writer.join().unwrap();
+        let rec = t.join().unwrap();
+        assert_eq!(all.len(), 100_000);
+        assert_eq!((rec.bytes, rec.total), (vec![0; 1000], 100_000));
+    }
+
+    #[test]
+    fn a_reader_gone_is_an_epipe_for_the_writer_even_when_nothing_flows() {
+        let (mut w, r, p) = proxy(10);
+        let t = std::thread::spawn(move || p.run());
+        w.write_all(b"hi").unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        drop(r);
+        let started = Instant::now();
+        let rec = t.join().unwrap();
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(rec.bytes, b"hi");
+        let err = w.write_all(&[0; 100_000]).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EPIPE));
+    }
+}

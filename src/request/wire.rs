@@ -466,7 +466,17 @@ fn result(r: &CommandResult) -> Value {
     for (name, f) in &r.files_out {
         let mut entry = Map::new();
         match f {
-            FileOutResult::Bytes(b) => put_bytes(&mut entry, "content", b),
+            // As files_in takes them: `content` for text, `base64` for other bytes.
+            FileOutResult::Bytes(b) => {
+                let (key, value) = match std::str::from_utf8(b) {
+                    Ok(text) => ("content", text.to_string()),
+                    Err(_) => (
+                        "base64",
+                        base64::engine::general_purpose::STANDARD.encode(b),
+                    ),
+                };
+                entry.insert(key.into(), Value::String(value));
+            }
             FileOutResult::Cached { id, size } => {
                 entry.insert("cached".into(), Value::String(id.clone()));
                 entry.insert("size".into(), json!(size));

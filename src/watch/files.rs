@@ -47,7 +47,9 @@ impl std::fmt::Display for FileFault {
             FileFault::TooLarge { size, max } => {
                 write!(f, "too large: {size} bytes, the cap is {max}")
             }
-            FileFault::OtherMount => f.write_str("not the program's: it is on another mount"),
+            FileFault::OtherMount => {
+                f.write_str("not the program's: reaching it leaves the work dir's own mount")
+            }
             FileFault::Unreadable(why) => write!(f, "cannot be read: {why}"),
         }
     }
@@ -182,4 +184,90 @@ fn copy_one(dir: &OwnedFd, f: &FileOut) -> Result<Copied, FileFault> {
         bytes,
         mode: st.st_mode & 0o7777,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn dir(path: &Path) -> OwnedFd {
+        std::fs::File::open(path).unwrap().into()
+    }
+
+    fn out(name: &str, max: u64) -> FileOut {
+        FileOut {
+            name: PathBuf::from(name),
+            max,
+        }
+    }
+
+    fn one(d: &OwnedFd, name: &str, max: u64) -> Result<Copied, FileFault> {
+        copy_out(d, &[out(name, max)]).remove(0).1
+    }
+
+    #[test]
+    fn only_regular_files_beneath_are_read() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path();
+        std::fs::write(p.join("ok"), b"12345").unwrap();
+        std::fs::hard_link(p.join("ok"), p.join("hard")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", p.join("link")).unwrap();
+        std::os::unix::fs::symlink("/etc", p.join("d")).unwrap();
+        std::fs::create_dir(p.join("sub")).unwrap();
+        std::fs::write(p.join("sub/in"), b"x").unwrap();
+        nix::unistd::mkfifo(
+            &p.join("fifo"),
+            nix::sys::stat::Mode::from_bits_truncate(0o644),
+        )
+        .unwrap();
+        let _sock = std::os::unix::net::UnixListener::bind(p.join("sock")).unwrap();
+        let sparse = std::fs::File::create(p.join("sparse")).unwrap();
+        sparse.set_len(1 << 40).unwrap();
+        let d = dir(p);
+
+        let got = one(&d, "ok", 5).unwrap();
+        assert_eq!(got.bytes, b"12345");
+        assert_eq!(one(&d, "hard", 5).unwrap().bytes, b"12345");
+        assert_eq!(one(&d, "sub/in", 1).unwrap().bytes, b"x");
+        assert_eq!(
+            one(&d, "ok", 4),
+            Err(FileFault::TooLarge { size: 5, max: 4 })
+        );
+        assert_eq!(
+            one(&d, "sparse", 1 << 20),
+            Err(FileFault::TooLarge {
+                size: 1 << 40,
+                max: 1 << 20
+            })
+        );
+        let symlink = FileFault::NotRegular("a symlink (symlinks are never followed)");
+        assert_eq!(one(&d, "link", 1 << 20), Err(symlink.clone()));
+        assert_eq!(one(&d, "d/passwd", 1 << 20), Err(symlink));
+        assert_eq!(one(&d, "fifo", 10), Err(FileFault::NotRegular("a FIFO")));
+        assert_eq!(one(&d, "sock", 10), Err(FileFault::NotRegular("a socket")));
+        assert_eq!(
+            one(&d, "sub", 10),
+            Err(FileFault::NotRegular("a directory"))
+        );
+        assert_eq!(one(&d, "nope", 10), Err(FileFault::Missing));
+        assert_eq!(one(&d, "ok/x", 10), Err(FileFault::Missing));
+        // `..` never climbs out (names with it are refused before, this is the floor).
+        assert_eq!(one(&d, "../x", 10), Err(FileFault::OtherMount));
+        assert_eq!(one(&d, "sub/../../x", 10), Err(FileFault::OtherMount));
+    }
+
+    #[test]
+    fn devices_are_never_opened_and_mounts_never_crossed() {
+        let dev = dir(Path::new("/dev"));
+        assert_eq!(
+            one(&dev, "null", 10),
+            Err(FileFault::NotRegular("a character device"))
+        );
+        let root = dir(Path::new("/"));
+        assert_eq!(
+            one(&root, "proc/version", 1 << 20),
+            Err(FileFault::OtherMount)
+        );
+    }
 }
