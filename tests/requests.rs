@@ -617,3 +617,33 @@ fn nothing_is_left_behind_by_a_request() {
         assert!(left.is_empty(), "{left:?}");
     }
 }
+
+#[test]
+fn files_put_in_are_not_the_programs_memory() {
+    // 96 MiB put in under a 64 MiB memory limit: moat wrote them before the program
+    // started, so they count neither against the limit nor in its peak; what the
+    // program itself writes to the work dir does.
+    let dir = scratch();
+    let big = dir.path().join("big");
+    std::fs::write(&big, vec![7u8; 96 << 20]).unwrap();
+    open_up(dir.path());
+    for caller in callers() {
+        let request = json!({"schema": 1, "commands": [
+            {"args": ["/bin/sh", "-c", "wc -c < big"], "profile": "sh",
+             "workdir_size": "256MiB", "limits": {"memory": "64MiB"},
+             "files_in": {"big": {"host": path_str(&big)}},
+             "stdout": {"collect": "1KiB"}},
+            {"args": ["/bin/sh", "-c", "head -c 100000000 /dev/zero > mine; echo done"],
+             "profile": "sh", "workdir_size": "256MiB", "limits": {"memory": "64MiB"},
+             "stdout": {"collect": "1KiB"}}]});
+        let (code, response, _) = exec(caller, &request);
+        let r = results(code, &response, 2);
+        assert_result(&r[0], "ok", json!(0), &format!("{}\n", 96 << 20));
+        assert!(
+            r[0]["peak_memory_kib"].as_u64().unwrap() < 32 << 10,
+            "{:#}",
+            r[0]
+        );
+        assert_eq!(r[1]["status"], "memory_limit", "{caller:?}: {:#}", r[1]);
+    }
+}

@@ -72,8 +72,11 @@ pub fn parse_hwm(text: &str) -> Option<u64> {
 }
 
 /// For each process in `procs` (thread-group leaders), its CPU time (its threads' and its
-/// reaped children's) and resident memory, and the largest peak resident memory.
-pub fn sample(procs: &HashSet<i32>) -> Sample {
+/// reaped children's) and resident memory, and the largest peak resident memory. The
+/// memory of `init` is not counted: it is a copy of moat's own address space (a fork
+/// shares every page moat has, so its resident set is moat's, whatever moat holds),
+/// not the program's; its CPU time is, as it carries what its reaped children used.
+pub fn sample(procs: &HashSet<i32>, init: i32) -> Sample {
     let (hz, page) = (clock_ticks(), page_size());
     let mut out = Sample::default();
     for &pid in procs {
@@ -86,11 +89,22 @@ pub fn sample(procs: &HashSet<i32>) -> Sample {
         };
         out.user += Duration::from_micros(user * 1_000_000 / hz);
         out.system += Duration::from_micros(system * 1_000_000 / hz);
+        if pid == init {
+            continue;
+        }
         out.rss += rss_pages * page;
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
         out.hwm = out.hwm.max(parse_hwm(&status).unwrap_or(0));
     }
     out
+}
+
+/// The peak resident memory (VmHWM) of process `pid`, 0 if it cannot be read.
+pub fn peak_of(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|t| parse_hwm(&t))
+        .unwrap_or(0)
 }
 
 /// Resident memory of `procs` (thread-group leaders), from the short /proc/PID/statm:
@@ -182,7 +196,12 @@ mod tests {
     #[test]
     fn samples_this_process() {
         let me = std::process::id() as i32;
-        let s = sample(&HashSet::from([me]));
+        let s = sample(&HashSet::from([me]), 0);
+        assert!(peak_of(me) >= s.rss / 2);
+        // init's memory is moat's, never the program's; its CPU time counts.
+        let without = sample(&HashSet::from([me]), me);
+        assert_eq!((without.rss, without.hwm), (0, 0));
+        assert!(without.cpu() >= s.cpu());
         assert!(s.rss > 0);
         assert!(s.hwm >= s.rss / 2);
         let r = resident(&HashSet::from([me]));

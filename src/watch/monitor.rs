@@ -88,6 +88,10 @@ pub struct Watch {
     pub wall_time: Duration,
     /// Resource usage of init, which includes every process of the jail it reaped.
     pub rusage: Option<libc::rusage>,
+    /// The largest peak resident memory (VmHWM) of any of the program's processes, read
+    /// as each exited. Not init's rusage: its maxrss counts init itself, whose resident
+    /// set is a copy of moat's.
+    pub exit_peak: u64,
     /// Largest resident memory of the whole tree seen by sampling (0 if not sampled).
     pub sampled_peak: u64,
     /// The last CPU time sampled from /proc (user, system), if sampled: processes
@@ -122,7 +126,8 @@ pub fn watch(jail: &Jail, sup: Supervision<'_>, hook: Option<&mut dyn Hook>) -> 
         } else {
             0
         };
-        found.record(&accounting::sample(&tree.processes()), memory);
+        found.record(&accounting::sample(&tree.processes(), tree.init), memory);
+        tree.kill_all();
         jail.kill();
     };
     let end_run = &end_run;
@@ -312,18 +317,28 @@ fn event_loop(
                     // A fork's child has memory of its own; a vfork child borrows its
                     // parent's until it execs; a clone is a thread unless it leads a
                     // thread group of its own.
-                    let process = match event {
-                        libc::PTRACE_EVENT_FORK => true,
-                        libc::PTRACE_EVENT_VFORK => false,
-                        _ => accounting::is_process(c),
+                    let (process, leader) = match event {
+                        libc::PTRACE_EVENT_FORK => (true, true),
+                        libc::PTRACE_EVENT_VFORK => (false, true),
+                        _ => {
+                            let p = accounting::is_process(c);
+                            (p, p)
+                        }
                     };
-                    tree.born(c, process);
+                    tree.born(c, process, leader);
                 }
                 cont(pid, libc::PTRACE_CONT, 0);
             }
             libc::PTRACE_EVENT_EXEC => {
                 exec_seen = true;
                 tree.execed(pid);
+                cont(pid, libc::PTRACE_CONT, 0);
+            }
+            libc::PTRACE_EVENT_EXIT => {
+                // Still alive, its memory not yet released: its peak is there to read.
+                if pid != jail.init && tree.is_process(pid) {
+                    w.exit_peak = w.exit_peak.max(accounting::peak_of(pid));
+                }
                 cont(pid, libc::PTRACE_CONT, 0);
             }
             libc::PTRACE_EVENT_STOP => {

@@ -98,16 +98,18 @@ pub struct Observed {
 }
 
 /// CPU time and peak memory of the run, from the best source there is: the cgroup,
-/// else the larger of the kernel's accounting of init and the monitor's samples
-/// (processes killed with the jail never reach init's accounting).
+/// else for CPU the larger of the kernel's accounting of init and the monitor's samples
+/// (processes killed with the jail never reach init's accounting), for memory the
+/// larger of the peaks read as processes exited and the monitor's samples.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Figures {
     pub user_ms: u64,
     pub system_ms: u64,
     pub wall_ms: u64,
     pub peak_kib: u64,
-    /// init's maxrss: the largest resident set of any process it reaped.
-    pub maxrss_kib: u64,
+    /// The largest peak resident set of any of the program's processes, read as each
+    /// exited.
+    pub exit_peak_kib: u64,
 }
 
 /// Everything one run left to report.
@@ -283,9 +285,10 @@ fn run_cgroup(
 impl Figures {
     fn collect(watch: &Watch, cg: Option<&RunCgroup>, m: Mechanisms) -> Figures {
         let ms = |tv: libc::timeval| tv.tv_sec as u64 * 1000 + tv.tv_usec as u64 / 1000;
-        let (mut user, mut system, maxrss_kib) = watch.rusage.map_or((0, 0, 0), |ru| {
-            (ms(ru.ru_utime), ms(ru.ru_stime), ru.ru_maxrss.max(0) as u64)
-        });
+        let (mut user, mut system) = watch
+            .rusage
+            .map_or((0, 0), |ru| (ms(ru.ru_utime), ms(ru.ru_stime)));
+        let exit_peak_kib = watch.exit_peak / 1024;
         let cg_cpu = cg
             .filter(|_| m.cpu != Mechanism::None)
             .and_then(RunCgroup::cpu_time);
@@ -302,14 +305,14 @@ impl Figures {
             .and_then(RunCgroup::memory_peak)
         {
             Some(bytes) => bytes / 1024,
-            None => maxrss_kib.max(watch.sampled_peak / 1024),
+            None => exit_peak_kib.max(watch.sampled_peak / 1024),
         };
         Figures {
             user_ms: user,
             system_ms: system,
             wall_ms: watch.wall_time.as_millis() as u64,
             peak_kib,
-            maxrss_kib,
+            exit_peak_kib,
         }
     }
 }
@@ -343,7 +346,7 @@ fn observe(
         wall_time: watch.exceeded.wall_time,
         memory: watch.exceeded.memory
             || cg.is_some_and(RunCgroup::oom_killed)
-            || memory_by_monitor.is_some_and(|m| f.maxrss_kib * 1024 > m),
+            || memory_by_monitor.is_some_and(|m| f.exit_peak_kib * 1024 > m),
         // The RLIMIT_CPU backstop ends a process with SIGXCPU (soft) or SIGKILL (hard).
         cpu_time: watch.exceeded.cpu_time
             || limits.cpu_time.is_some_and(|c| {

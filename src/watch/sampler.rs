@@ -10,7 +10,9 @@
 //! program can add between two looks is then a small part of the limit.
 
 use super::accounting;
-use std::collections::HashSet;
+use crate::jail::sys;
+use std::collections::{HashMap, HashSet};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
@@ -34,6 +36,9 @@ pub struct Tree {
     /// init's pid, the one process whose root cannot be looked through (it is not
     /// dumpable).
     pub init: libc::pid_t,
+    /// A pidfd per process of the program (thread-group leaders), opened at its birth
+    /// while it is a tracee not yet reaped, so it names that process and no other.
+    killers: Mutex<HashMap<libc::pid_t, OwnedFd>>,
 }
 
 impl Tree {
@@ -43,6 +48,7 @@ impl Tree {
             live: Mutex::new(HashSet::from([init])),
             procs: Mutex::new(HashSet::from([init])),
             init,
+            killers: Mutex::new(HashMap::new()),
         }
     }
 
@@ -50,11 +56,31 @@ impl Tree {
         m.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A new process or thread; `process` when it has its own memory.
-    pub fn born(&self, pid: libc::pid_t, process: bool) {
+    /// A new process or thread; `process` when it has its own memory, `leader` when it
+    /// leads a thread group (a vfork child does, borrowing its parent's memory).
+    pub fn born(&self, pid: libc::pid_t, process: bool, leader: bool) {
         Self::set(&self.live).insert(pid);
         if process {
             Self::set(&self.procs).insert(pid);
+        }
+        if leader {
+            if let Ok(fd) = sys::pidfd_open(pid) {
+                self.lock_killers().insert(pid, fd);
+            }
+        }
+    }
+
+    fn lock_killers(&self) -> std::sync::MutexGuard<'_, HashMap<libc::pid_t, OwnedFd>> {
+        self.killers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// SIGKILLs every process of the program at once. Killing init alone ends them
+    /// too, but only once init's own exit has released its copy of moat's memory,
+    /// which takes long enough for the rest to go on allocating, writing or calling;
+    /// this takes them out first.
+    pub fn kill_all(&self) {
+        for fd in self.lock_killers().values() {
+            let _ = sys::pidfd_kill(fd);
         }
     }
 
@@ -67,15 +93,23 @@ impl Tree {
     pub fn died(&self, pid: libc::pid_t) {
         Self::set(&self.live).remove(&pid);
         Self::set(&self.procs).remove(&pid);
+        self.lock_killers().remove(&pid);
+    }
+
+    /// Whether `pid` is one of the processes (not one more thread of one).
+    pub fn is_process(&self, pid: libc::pid_t) -> bool {
+        Self::set(&self.procs).contains(&pid)
     }
 
     pub fn processes(&self) -> HashSet<libc::pid_t> {
         Self::set(&self.procs).clone()
     }
 
-    /// Resident memory of the processes plus what the writable tmpfs mounts hold.
+    /// Resident memory of the program's processes (init's is moat's, see
+    /// `accounting::sample`) plus what the writable tmpfs mounts hold.
     pub fn memory(&self, stored: &accounting::Stored) -> u64 {
-        let procs = self.processes();
+        let mut procs = self.processes();
+        procs.remove(&self.init);
         let files = match procs.iter().find(|p| **p != self.init) {
             Some(&pid) if !stored.is_empty() => stored.used(pid),
             _ => 0,
@@ -179,7 +213,7 @@ pub fn run(
             let used = match limits.cpu_source {
                 Some(source) => source(),
                 None => {
-                    let s = accounting::sample(&tree.processes());
+                    let s = accounting::sample(&tree.processes(), tree.init);
                     found.record(&s, 0);
                     Some(s.cpu())
                 }
