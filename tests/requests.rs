@@ -310,77 +310,59 @@ fn an_interactive_problem_is_one_request_with_its_transcript() {
     }
 }
 
+/// Runs solution and interactor (see `interactive`) and checks the request ended well
+/// before any limit it does not owe to the sides' own wall limits.
+fn ended(
+    caller: Caller,
+    solution: &[&str],
+    interactor: &[&str],
+    walls: (&str, &str),
+) -> (Vec<Value>, Value) {
+    let started = Instant::now();
+    let (code, response, _) = exec(caller, &interactive(solution, interactor, walls));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    (results(code, &response, 2), response)
+}
+
+#[track_caller]
+fn assert_ended(r: &Value, status: &str, exit_code: Option<i64>) {
+    assert_eq!(
+        (r["status"].as_str(), r["exit_code"].as_i64()),
+        (Some(status), exit_code),
+        "{r:#}"
+    );
+}
+
 #[test]
 fn pipes_end_cleanly_when_a_side_stops_never_reads_or_both_flood() {
     for caller in callers() {
         // The interactor stops after three rounds: the solution sees its end (EOF or
         // EPIPE, it exits 3), long before any limit.
-        let started = Instant::now();
-        let (code, response, _) = exec(
-            caller,
-            &interactive(&["normal"], &["quit3", "5"], ("20s", "20s")),
-        );
-        let r = results(code, &response, 2);
-        assert_eq!(
-            (r[0]["status"].as_str(), r[0]["exit_code"].as_i64()),
-            (Some("nonzero_exit"), Some(3)),
-            "{:#}",
-            r[0]
-        );
-        assert_eq!(r[1]["status"], "ok", "{:#}", r[1]);
+        let (r, response) = ended(caller, &["normal"], &["quit3", "5"], ("20s", "20s"));
+        assert_ended(&r[0], "nonzero_exit", Some(3));
+        assert_ended(&r[1], "ok", Some(0));
         let (guesses, answers) = transcript(5, 3);
         assert_eq!(response["pipes"]["to_sol"], answers.as_str());
         assert!(response["pipes"]["to_int"]
             .as_str()
             .unwrap()
             .starts_with(&guesses));
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "{:?}",
-            started.elapsed()
-        );
 
         // The solution never reads nor writes: it is ended at its own wall limit, and
         // the interactor, waiting for a guess, sees the end of its input right then.
-        let started = Instant::now();
-        let (code, response, _) = exec(
-            caller,
-            &interactive(&["sleep"], &["normal", "5"], ("1s", "30s")),
-        );
-        let r = results(code, &response, 2);
-        assert_eq!(r[0]["status"], "wall_time_limit", "{:#}", r[0]);
-        assert_eq!(
-            (r[1]["status"].as_str(), r[1]["exit_code"].as_i64()),
-            (Some("nonzero_exit"), Some(2)),
-            "{:#}",
-            r[1]
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "{:?}",
-            started.elapsed()
-        );
+        let (r, _) = ended(caller, &["sleep"], &["normal", "5"], ("1s", "30s"));
+        assert_ended(&r[0], "wall_time_limit", None);
+        assert_ended(&r[1], "nonzero_exit", Some(2));
 
         // Both flood and neither reads: each blocks on a full pipe; the solution's wall
         // limit ends it, and the interactor gets EPIPE at once (exit 4).
-        let started = Instant::now();
-        let (code, response, _) = exec(
-            caller,
-            &interactive(&["flood"], &["flood", "5"], ("1s", "30s")),
-        );
-        let r = results(code, &response, 2);
-        assert_eq!(r[0]["status"], "wall_time_limit", "{:#}", r[0]);
-        assert_eq!(
-            (r[1]["status"].as_str(), r[1]["exit_code"].as_i64()),
-            (Some("nonzero_exit"), Some(4)),
-            "{:#}",
-            r[1]
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "{:?}",
-            started.elapsed()
-        );
+        let (r, response) = ended(caller, &["flood"], &["flood", "5"], ("1s", "30s"));
+        assert_ended(&r[0], "wall_time_limit", None);
+        assert_ended(&r[1], "nonzero_exit", Some(4));
         // What passed is recorded up to the cap, and counted beyond it.
         assert_eq!(
             response["pipes"]["to_sol"].as_str().unwrap().len(),

@@ -235,18 +235,29 @@ pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
 #[repr(C, align(8))]
 struct OneFd([u8; 32]);
 
+/// An iovec over one byte. No allocation.
+fn one_byte(data: &mut [u8; 1]) -> libc::iovec {
+    libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: 1,
+    }
+}
+
+/// A message of the one iovec `iov`, with no control data yet. No allocation.
+fn message(iov: &mut libc::iovec) -> libc::msghdr {
+    // SAFETY: an all-zero msghdr is a valid empty message.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov;
+    msg.msg_iovlen = 1;
+    msg
+}
+
 /// Sends one byte on a socket, with `fd` attached (when it is not -1). No allocation.
 pub fn send_byte_with_fd(sock: RawFd, byte: u8, fd: RawFd) -> Result<(), i32> {
     let mut data = [byte];
-    let mut iov = libc::iovec {
-        iov_base: data.as_mut_ptr().cast(),
-        iov_len: 1,
-    };
+    let mut iov = one_byte(&mut data);
     let mut room = OneFd([0; 32]);
-    // SAFETY: an all-zero msghdr is a valid empty message.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
+    let mut msg = message(&mut iov);
     if fd >= 0 {
         // SAFETY: CMSG_SPACE is arithmetic on a length.
         let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
@@ -281,15 +292,9 @@ pub fn send_byte_with_fd(sock: RawFd, byte: u8, fd: RawFd) -> Result<(), i32> {
 /// is closed without sending (the peer died).
 pub fn recv_byte_with_fd(sock: RawFd) -> io::Result<Option<(u8, Option<OwnedFd>)>> {
     let mut data = [0u8];
-    let mut iov = libc::iovec {
-        iov_base: data.as_mut_ptr().cast(),
-        iov_len: 1,
-    };
+    let mut iov = one_byte(&mut data);
     let mut room = OneFd([0; 32]);
-    // SAFETY: an all-zero msghdr is a valid empty message.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
+    let mut msg = message(&mut iov);
     msg.msg_control = room.0.as_mut_ptr().cast();
     msg.msg_controllen = room.0.len();
     let n = loop {

@@ -8,44 +8,18 @@
 //! most 0.3 ms) for requests of one and of four commands. Not a test: this machine is
 //! shared and noisy, so it prints, never asserts.
 
+#[path = "common.rs"]
+mod common;
+use common::{compile_noop, median, rounds, time};
 use moat::request::Command as ReqCommand;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Instant;
 
-fn compile_noop() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("moat-bench-req-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let out = dir.join("noop");
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/noop.c");
-    let ok = Command::new("gcc")
-        .args(["-O2", "-static", "-o"])
-        .arg(&out)
-        .arg(&src)
-        .status()
-        .expect("gcc is needed")
-        .success();
-    assert!(ok, "compiling the no-op fixture failed");
-    out
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
-
-fn ms<F: FnMut()>(mut f: F) -> f64 {
-    let t = Instant::now();
-    f();
-    t.elapsed().as_secs_f64() * 1e3
+fn ms<F: FnMut()>(f: F) -> f64 {
+    time(f).as_secs_f64() * 1e3
 }
 
 fn main() {
-    let rounds: usize = std::env::var("MOAT_BENCH_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(200);
-    let noop = compile_noop();
+    let rounds = rounds(200);
+    let noop = compile_noop("request");
     let program = noop.to_str().unwrap().to_string();
     let bare = |n: usize| {
         for _ in 0..n {

@@ -4,43 +4,15 @@
 //! `cargo bench --bench startup` prints the median of the per-pair ratios (target: <= 5x
 //! bare). Not a test: this machine is shared and noisy, so it prints, never asserts.
 
-use std::path::{Path, PathBuf};
+#[path = "common.rs"]
+mod common;
+use common::{compile_noop, median, rounds, time};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-fn compile_noop() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("moat-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let out = dir.join("noop");
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/noop.c");
-    let ok = Command::new("gcc")
-        .args(["-O2", "-static", "-o"])
-        .arg(&out)
-        .arg(&src)
-        .status()
-        .expect("gcc is needed")
-        .success();
-    assert!(ok, "compiling the no-op fixture failed");
-    out
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
-
-fn time<F: FnMut()>(mut f: F) -> Duration {
-    let t = Instant::now();
-    f();
-    t.elapsed()
-}
 
 fn main() {
-    let rounds: usize = std::env::var("MOAT_BENCH_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(300);
-    let noop = compile_noop();
+    let rounds = rounds(300);
+    let noop = compile_noop("startup");
     let policy = moat::Policy::load("default", &moat::Overrides::default()).unwrap();
     let plan = moat::Plan::build(policy, &[noop.clone().into_os_string()]).unwrap();
     let moat_bin = Path::new(env!("CARGO_BIN_EXE_moat"));
