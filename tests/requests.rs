@@ -535,6 +535,11 @@ fn bad_requests_name_the_json_path_and_nothing_runs() {
             "no profile named",
         ),
         (
+            json!({"schema": 1, "commands": [ok, {"args": ["/bin/true"], "profile": "gcc", "workdir": "/tmp/w"}]}),
+            "commands[1].workdir",
+            "overlaps /tmp, which the profile mounts",
+        ),
+        (
             json!({"schema": 2, "commands": [ok]}),
             "schema",
             "reads schema 1",

@@ -28,6 +28,10 @@ pub struct Tmpfs {
     pub size: u64,
 }
 
+/// Where a work dir's executable files are kept inside the jail (a sealed read-only
+/// store they are bound from into the noexec work dir).
+pub const EXEC_STORE: &str = "/.moat-exec";
+
 /// A private work dir for one run: a size-capped tmpfs inside the jail (the default
 /// cwd), filled before the program starts and read back after it ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -388,6 +392,30 @@ impl Policy {
         let mut binds = acc.binds;
         for b in &overrides.binds {
             binds.push(b.checked()?);
+        }
+        if let Some(w) = &workdir {
+            let mut mounts: Vec<&Path> = binds.iter().map(|b| b.dst.as_path()).collect();
+            mounts.extend(acc.tmpfs.iter().map(|t| t.path.as_path()));
+            if acc.proc.unwrap_or(false) {
+                mounts.push(Path::new("/proc"));
+            }
+            if acc.dev.unwrap_or(true) {
+                mounts.push(Path::new("/dev"));
+            }
+            mounts.push(Path::new(EXEC_STORE));
+            if let Some(m) = mounts
+                .into_iter()
+                .find(|m| w.path.starts_with(m) || m.starts_with(&w.path))
+            {
+                return Err(PolicyError::Option {
+                    option: "workdir",
+                    value: w.path.display().to_string(),
+                    message: format!(
+                        "overlaps {}, which the profile mounts; pick a place of its own, e.g. /w",
+                        m.display()
+                    ),
+                });
+            }
         }
 
         Ok(Policy {

@@ -6,7 +6,7 @@
 //! `/lib64 -> usr/lib64`), so a program finds its loader and libraries by the very paths
 //! its ELF names, and only the real files are bind-mounted.
 
-use crate::config::policy::{normalize, Bind, Tmpfs, Workdir};
+use crate::config::policy::{normalize, Bind, Tmpfs, Workdir, EXEC_STORE};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::os::unix::fs::FileTypeExt;
@@ -15,9 +15,6 @@ use std::sync::Arc;
 
 /// Device nodes of the minimal /dev: harmless sinks and sources of bytes.
 pub const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom"];
-
-/// Where a work dir's executable files are kept (see [`Step::InnerBind`]).
-pub const EXEC_STORE: &str = "/.moat-exec";
 
 /// Size of the root tmpfs: it only holds directories, symlinks and mount points.
 const ROOT_SIZE: u64 = 1 << 20;
