@@ -264,3 +264,34 @@ fn the_work_dir_is_noexec_but_a_program_put_in_runs() {
         assert_eq!(r["error"]["kind"], "program_not_executable", "{r:#}");
     }
 }
+
+#[test]
+fn a_program_put_in_comes_back_as_it_went_in() {
+    // It was bound read-only over its name; with the jail gone the bind is gone too,
+    // and what is under it is not the program.
+    for caller in callers() {
+        let request = json!({"schema": 1, "commands": [{
+            "args": ["/bin/true"], "profile": "sh",
+            "files_in": {"x": {"content": "abc\n", "mode": "755"}},
+            "files_out": [{"path": "x"}, {"path": "x2", "optional": true}]}]});
+        let r = &exec(caller, &request)["results"][0];
+        assert_eq!(r["status"], "ok", "{r:#}");
+        assert_eq!(r["files_out"], json!({"x": {"content": "abc\n"}}), "{r:#}");
+    }
+}
+
+#[test]
+fn a_sparse_file_within_a_large_cap_costs_moat_nothing_it_cannot_hold() {
+    for caller in callers() {
+        let request = json!({"schema": 1, "commands": [{
+            "args": ["/bin/sh", "-c", "truncate -s 60G o && echo made"], "profile": "sh",
+            "stdout": {"collect": "1KiB"},
+            "files_out": [{"path": "o", "max": "1GiB"}]}]});
+        let r = &exec(caller, &request)["results"][0];
+        assert_eq!(r["stdout"], "made\n", "{r:#}");
+        assert_eq!(
+            r["file_errors"],
+            json!([{"path": "o", "reason": "too large: 64424509440 bytes, the cap is 1073741824"}])
+        );
+    }
+}

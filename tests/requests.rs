@@ -634,3 +634,122 @@ fn files_put_in_are_not_the_programs_memory() {
         assert_eq!(r[1]["status"], "memory_limit", "{caller:?}: {:#}", r[1]);
     }
 }
+
+#[test]
+fn a_jail_that_fails_to_build_is_reported_at_once_and_its_partner_sees_the_end() {
+    // /lib64 is a symlink in the jail's root: a work dir under it cannot be mounted,
+    // which only init, building the root, finds out.
+    for caller in callers() {
+        let started = Instant::now();
+        let request = json!({"schema": 1, "commands": [
+            {"args": ["/bin/cat"], "workdir": "/lib64/w",
+             "stdin": {"pipe": "in"}, "stdout": {"pipe": "out"}},
+            {"args": ["/bin/sh", "-c", "yes | head -c 1000000; cat >/dev/null; echo eof >&2"], "profile": "sh",
+             "stdin": {"pipe": "out"}, "stdout": {"pipe": "in"}, "stderr": {"collect": "1KiB"}}],
+            "pipes": [{"name": "in"}, {"name": "out", "record": "1KiB"}]});
+        let (code, response, _) = exec(caller, &request);
+        let r = results(code, &response, 2);
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(r[0]["status"], "setup_error", "{:#}", r[0]);
+        let why = r[0]["error"]["message"].as_str().unwrap();
+        assert!(
+            why.starts_with("tmpfs /lib64/w") && why.contains("No such file"),
+            "{why}"
+        );
+        // The partner is not left waiting: its writes fail, its reads end.
+        assert_eq!(
+            (r[1]["status"].as_str(), r[1]["stderr"].as_str()),
+            (Some("ok"), Some("eof\n")),
+            "{:#}",
+            r[1]
+        );
+    }
+}
+
+#[test]
+fn a_batch_sees_the_cache_as_in_order_whatever_its_parallelism() {
+    // use1 reads `bin` while it is `first`; remk re-caches it (it must wait for use1),
+    // use2 reads the new one.
+    let lines = [
+        json!({"schema": 1, "id": "mk", "commands": [{"args": ["/bin/sh", "-c", "sleep 0.3; printf first > a"], "profile": "sh", "files_out": [{"path": "a", "cache": "bin"}]}]}),
+        json!({"schema": 1, "id": "use1", "commands": [{"args": ["/bin/sleep", "1"], "profile": "sh"}, {"args": ["/bin/cat"], "profile": "sh", "stdin": {"cached": "bin"}, "stdout": {"collect": 100}}]}),
+        json!({"schema": 1, "id": "remk", "commands": [{"args": ["/bin/sh", "-c", "printf second > a"], "profile": "sh", "files_out": [{"path": "a", "cache": "bin"}]}]}),
+        json!({"schema": 1, "id": "use2", "commands": [{"args": ["/bin/cat"], "profile": "sh", "stdin": {"cached": "bin"}, "stdout": {"collect": 100}}]}),
+    ];
+    let input: String = lines.iter().map(|l| l.to_string() + "\n").collect();
+    for caller in callers() {
+        let mut cmd = command(caller);
+        cmd.args(["batch", "--parallel", "4"]);
+        let out = spawn_with_stdin(cmd, input.as_bytes());
+        let got: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(got.len(), 4);
+        assert_eq!(got[1]["results"][1]["stdout"], "first", "{:#}", got[1]);
+        assert_eq!(got[3]["results"][0]["stdout"], "second", "{:#}", got[3]);
+    }
+}
+
+#[test]
+fn a_batch_whose_output_is_gone_runs_nothing_more() {
+    use std::io::Read;
+    let line = json!({"schema": 1, "commands": [{"args": ["/bin/sleep", "1"], "profile": "sh"}]});
+    let input: String = (0..8).map(|_| line.to_string() + "\n").collect();
+    for caller in callers() {
+        let mut cmd = command(caller);
+        cmd.arg("batch")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let started = Instant::now();
+        let mut child = cmd.spawn().unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.as_bytes()).unwrap();
+        let mut first = [0u8; 10];
+        child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+        // The reader is gone after the first response.
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(125));
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+}
+
+#[test]
+fn a_signalled_batch_answers_every_request_it_read() {
+    use std::io::{BufRead, BufReader};
+    let line = json!({"schema": 1, "commands": [{"args": ["/bin/sleep", "1"], "profile": "sh"}]});
+    let input: String = (0..6).map(|_| line.to_string() + "\n").collect();
+    for caller in callers() {
+        let mut cmd = command(caller);
+        cmd.arg("batch")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        let mut child = cmd.spawn().unwrap();
+        // The input stays open: moat must not wait for its end once signalled.
+        let mut stdin = child.stdin.take().unwrap();
+        std::io::Write::write_all(&mut stdin, input.as_bytes()).unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        out.read_line(&mut first).unwrap();
+        // SAFETY: kill with a plain pid and signal.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let rest: Vec<String> = out.lines().map(|l| l.unwrap()).collect();
+        let status = child.wait().unwrap();
+        drop(stdin);
+        assert_eq!(status.code(), Some(128 + libc::SIGTERM));
+        assert_eq!(rest.len(), 5, "{rest:?}");
+        for l in rest {
+            let v: Value = serde_json::from_str(&l).unwrap();
+            assert_eq!(v["results"][0]["status"], "cancelled", "{v:#}");
+        }
+    }
+}

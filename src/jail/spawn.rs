@@ -352,8 +352,7 @@ pub fn spawn(
     };
     let abort = |jail: &Jail, e: JailError| {
         jail.kill();
-        // SAFETY: reap the child we just killed so nothing is left behind.
-        unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::__WALL) };
+        reap(pid);
         e
     };
 
@@ -379,12 +378,10 @@ pub fn spawn(
         })
     };
     go(&jail)?;
-    match await_ready(&ctl, plan.policy.limits.wall_time) {
+    match await_ready(&ctl, &jail.errors, pid, plan.policy.limits.wall_time) {
         Err(e) => return Err(abort(&jail, e)),
-        // init failed while building and said why in the error pipe; the monitor
-        // reaps it and the report tells.
-        Ok(None) => {}
-        Ok(Some(workdir)) => {
+        Ok(Setup::Ended) => {}
+        Ok(Setup::Ready(workdir)) => {
             jail.workdir = workdir;
             if let Err(e) = before_start(pid) {
                 return Err(abort(&jail, sys_err("placing the jail in its cgroup")(e)));
@@ -396,37 +393,101 @@ pub fn spawn(
     Ok(jail)
 }
 
-/// Waits for init's "ready" and the work dir that comes with it. Ok(None): init ended
-/// first (a failed setup step).
+/// Reaps init after a kill, so nothing is left behind: a traced child may first report
+/// stops (its exit event), which are let go until it is gone.
+fn reap(pid: libc::pid_t) {
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid on our own child with a stack status word.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::__WALL) };
+        if r < 0 {
+            if sys::errno() == libc::EINTR {
+                continue;
+            }
+            return;
+        }
+        if libc::WIFEXITED(status) || libc::WIFSIGNALED(status) {
+            return;
+        }
+        // SAFETY: PTRACE_CONT of our stopped tracee, no signal.
+        unsafe { libc::ptrace(libc::PTRACE_CONT, pid, 0, 0) };
+    }
+}
+
+/// What init did while the parent waited for it to be ready.
+enum Setup {
+    /// Ready, with the work dir's descriptor if it has one.
+    Ready(Option<OwnedFd>),
+    /// It failed (its error pipe says why) or ended without a word; the monitor reaps
+    /// it, and the report tells.
+    Ended,
+}
+
+/// Waits for init's "ready" and the work dir that comes with it, up to `limit` (the
+/// run's wall limit). init that fails writes to its error pipe and exits; as a tracee
+/// it then stops at its exit event, still holding its end of the control socket, so the
+/// error pipe is watched as well, and init's own state looked at between polls: a stop
+/// for a signal is let go with the signal (as the monitor would), an exit stop or an
+/// exit means it will never be ready.
 fn await_ready(
     ctl: &OwnedFd,
+    errors: &OwnedFd,
+    pid: libc::pid_t,
     limit: Option<Duration>,
-) -> Result<Option<Option<OwnedFd>>, JailError> {
-    let timeout = limit.map_or(-1, |l| l.as_millis().min(i32::MAX as u128) as i32);
-    let mut pfd = libc::pollfd {
-        fd: ctl.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
+) -> Result<Setup, JailError> {
+    const SLICE: Duration = Duration::from_millis(20);
+    let deadline = limit.map(|l| std::time::Instant::now() + l);
     loop {
-        // SAFETY: poll on one live pollfd.
-        let r = unsafe { libc::poll(&mut pfd, 1, timeout) };
-        if r < 0 && sys::errno() == libc::EINTR {
-            continue;
-        }
-        if r < 0 {
+        let mut fds = [
+            libc::pollfd {
+                fd: ctl.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: errors.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: poll on a live array of two pollfd.
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, SLICE.as_millis() as i32) };
+        if r < 0 && sys::errno() != libc::EINTR {
             return Err(sys_err("waiting for the jail")(io::Error::last_os_error()));
         }
-        if r == 0 {
+        if fds[0].revents != 0 {
+            return match sys::recv_byte_with_fd(ctl.as_raw_fd()) {
+                Ok(Some((b'r', fd))) => Ok(Setup::Ready(fd)),
+                Ok(_) => Ok(Setup::Ended),
+                Err(e) => Err(sys_err("waiting for the jail")(e)),
+            };
+        }
+        if fds[1].revents != 0 {
+            return Ok(Setup::Ended);
+        }
+        let mut status = 0;
+        // SAFETY: a non-blocking waitpid on our own child with a stack status word.
+        let got = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG | libc::__WALL) };
+        if got == pid {
+            if libc::WIFEXITED(status) || libc::WIFSIGNALED(status) {
+                return Ok(Setup::Ended);
+            }
+            let exiting = status >> 16 == libc::PTRACE_EVENT_EXIT;
+            let sig = if status >> 16 == 0 {
+                libc::WSTOPSIG(status)
+            } else {
+                0
+            };
+            // SAFETY: PTRACE_CONT of our stopped tracee, with the signal it stopped for.
+            unsafe { libc::ptrace(libc::PTRACE_CONT, pid, 0, sig as libc::c_long) };
+            if exiting {
+                return Ok(Setup::Ended);
+            }
+        }
+        if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
             return Err(JailError::Stalled {
                 limit: limit.unwrap_or_default(),
             });
         }
-        break;
-    }
-    match sys::recv_byte_with_fd(ctl.as_raw_fd()) {
-        Ok(Some((b'r', fd))) => Ok(Some(fd)),
-        Ok(_) => Ok(None),
-        Err(e) => Err(sys_err("waiting for the jail")(e)),
     }
 }

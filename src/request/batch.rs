@@ -10,11 +10,17 @@ use super::cache::FileCache;
 use super::exec::{ExecOptions, Shared};
 use super::{wire, CacheAs, FileSource, Input, Request, RequestError, Response};
 use crate::plan::ldso::cache::LdCache;
+use crate::watch::cancel::Cancel;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{self, BufRead, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
+
+/// After a cancel, how long lines already read are still taken (to be answered as
+/// cancelled).
+const GRACE: Duration = Duration::from_millis(50);
 
 /// How a batch runs.
 #[derive(Debug, Clone)]
@@ -107,6 +113,42 @@ struct Job {
     after: Vec<usize>,
 }
 
+/// The order requests must keep through the cache: a request that puts in a file
+/// cached under an id runs after the last earlier one that caches it (read after
+/// write); one that caches under an id runs after every earlier one that cached it or
+/// put it in since (write after write, write after read). Whatever `--parallel` is, a
+/// request sees the cache as it would in order.
+#[derive(Debug, Default)]
+struct Order {
+    last_maker: HashMap<String, usize>,
+    readers: HashMap<String, Vec<usize>>,
+}
+
+impl Order {
+    /// The earlier requests request `index` must wait for.
+    fn after(&mut self, index: usize, needs: &[String], makes: &[String]) -> Vec<usize> {
+        let mut after: Vec<usize> = Vec::new();
+        for id in needs {
+            after.extend(self.last_maker.get(id));
+        }
+        for id in makes {
+            after.extend(self.last_maker.get(id));
+            after.extend(self.readers.get(id).into_iter().flatten());
+        }
+        for id in needs {
+            self.readers.entry(id.clone()).or_default().push(index);
+        }
+        for id in makes {
+            self.last_maker.insert(id.clone(), index);
+            self.readers.remove(id);
+        }
+        after.sort_unstable();
+        after.dedup();
+        after.retain(|&i| i != index);
+        after
+    }
+}
+
 /// The ids a request puts in from the cache, and those it caches under an id it names.
 fn cache_ids(r: &Request) -> (Vec<String>, Vec<String>) {
     let mut needs = Vec::new();
@@ -154,19 +196,34 @@ pub fn batch(
             }
         });
     let ld = LdCache::load().unwrap_or_default();
-    let shared = Shared {
-        cache,
-        opts: &opts.exec,
-        ld: &ld,
-    };
     let (job_tx, job_rx) = mpsc::sync_channel::<Job>(parallel);
     let job_rx = Mutex::new(job_rx);
     let done: (Mutex<BTreeSet<usize>>, Condvar) = (Mutex::new(BTreeSet::new()), Condvar::new());
     let (out_tx, out_rx) = mpsc::channel::<(usize, String, bool)>();
     let cancel = opts.exec.cancel.clone();
-    let cancelled = || cancel.as_ref().and_then(|c| c.cancelled()).is_some();
+    let cancelled = || cancel.as_ref().and_then(Cancel::cancelled).is_some();
+    // The runs' own token: the caller's cancel reaches it, and so does the loss of the
+    // output (nobody would read the responses, so nothing more is run).
+    let (stop, _link) = match &cancel {
+        Some(c) => {
+            let (stop, link) = c.child();
+            (stop, Some(link))
+        }
+        None => (Cancel::new(), None),
+    };
+    let exec_opts = ExecOptions {
+        cancel: Some(stop.clone()),
+        ..opts.exec.clone()
+    };
+    let shared = Shared {
+        cache,
+        opts: &exec_opts,
+        ld: &ld,
+    };
+    let gone = AtomicBool::new(false);
 
     std::thread::scope(|scope| {
+        let (stop_w, gone_w) = (&stop, &gone);
         let writer = scope.spawn(move || -> io::Result<(u64, u64)> {
             let mut pending: BTreeMap<usize, (String, bool)> = BTreeMap::new();
             let mut next = 0;
@@ -184,6 +241,10 @@ pub fn batch(
                             .and_then(|()| output.write_all(b"\n"))
                             .and_then(|()| output.flush());
                         failed = written.err();
+                        if failed.is_some() {
+                            gone_w.store(true, Ordering::SeqCst);
+                            stop_w.cancel(0);
+                        }
                     }
                 }
             }
@@ -236,16 +297,28 @@ pub fn batch(
             });
         }
         drop(out_tx);
-        let mut makers: HashMap<String, usize> = HashMap::new();
+        let mut order = Order::default();
         let mut index = 0;
         let mut stopped = false;
+        let mut grace = false;
         loop {
-            if cancelled() {
+            if !grace && cancelled() {
+                // What was read before the signal still gets its (cancelled) response:
+                // take what the reader has handed over, then stop.
                 stopped = true;
+                grace = true;
+            }
+            if gone.load(Ordering::SeqCst) {
                 break;
             }
-            let line = match line_rx.recv_timeout(Duration::from_millis(100)) {
+            let wait = if grace {
+                GRACE
+            } else {
+                Duration::from_millis(100)
+            };
+            let line = match line_rx.recv_timeout(wait) {
                 Ok(l) => l,
+                Err(mpsc::RecvTimeoutError::Timeout) if grace => break,
                 Err(mpsc::RecvTimeoutError::Timeout) => continue,
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             };
@@ -261,17 +334,13 @@ pub fn batch(
                     RequestError::at("", format!("cannot read the request: {e}")),
                 )),
             };
-            let mut after = Vec::new();
-            if let Ok(r) = &request {
-                let (needs, makes) = cache_ids(r);
-                after = needs
-                    .iter()
-                    .filter_map(|id| makers.get(id).copied())
-                    .collect();
-                for id in makes {
-                    makers.insert(id, index);
+            let after = match &request {
+                Ok(r) => {
+                    let (needs, makes) = cache_ids(r);
+                    order.after(index, &needs, &makes)
                 }
-            }
+                Err(_) => Vec::new(),
+            };
             if job_tx
                 .send(Job {
                     index,
@@ -311,6 +380,20 @@ mod tests {
             });
         }
         out
+    }
+
+    #[test]
+    fn the_cache_is_seen_as_in_order() {
+        let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let mut o = Order::default();
+        assert_eq!(o.after(0, &[], &ids(&["bin"])), Vec::<usize>::new());
+        assert_eq!(o.after(1, &ids(&["bin"]), &[]), [0]);
+        assert_eq!(o.after(2, &ids(&["bin"]), &[]), [0]);
+        // Re-caching waits for the earlier maker and every reader since.
+        assert_eq!(o.after(3, &[], &ids(&["bin"])), [0, 1, 2]);
+        assert_eq!(o.after(4, &ids(&["bin", "other"]), &[]), [3]);
+        assert_eq!(o.after(5, &ids(&["bin"]), &ids(&["bin"])), [3, 4]);
+        assert_eq!(o.after(6, &ids(&["bin"]), &[]), [5]);
     }
 
     #[test]

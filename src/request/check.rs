@@ -5,6 +5,7 @@
 
 use super::{key, CacheAs, Command, FileSource, Input, Output, PipeEnd, Request, RequestError};
 use crate::config::policy::plain_relative;
+use crate::jail::child::MAX_FDS;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
@@ -47,13 +48,24 @@ pub fn check(req: &Request) -> Result<Schedule, RequestError> {
     Ok(Schedule { groups, ends })
 }
 
+/// The longest name of a file in the work dir, and of one component of it.
+pub const MAX_NAME: usize = 1024;
+const MAX_COMPONENT: usize = 255;
+
 fn name_in_workdir(path: &str, name: &str) -> Result<(), RequestError> {
     plain_relative(Path::new(name)).map_err(|why| {
         RequestError::at(
             path,
             format!("`{name}` {why}: name a file inside the work dir, like `in.txt` or `src/a.c`"),
         )
-    })
+    })?;
+    if name.len() > MAX_NAME || name.split('/').any(|c| c.len() > MAX_COMPONENT) {
+        return Err(RequestError::at(
+            path,
+            format!("a name is at most {MAX_NAME} bytes, each part between slashes at most {MAX_COMPONENT}"),
+        ));
+    }
+    Ok(())
 }
 
 fn no_nul(path: &str, s: &str) -> Result<(), RequestError> {
@@ -138,6 +150,20 @@ fn command(at: &str, c: &Command) -> Result<(), RequestError> {
             }
         }
     }
+    // A name that is a file cannot also be a directory of another.
+    for name in c.files_in.keys() {
+        let below = format!("{name}/");
+        // Names sort, so what lies below `name/` comes right after it.
+        let next = c.files_in.range(below.clone()..).next().map(|(k, _)| k);
+        if let Some(other) = next.filter(|o| o.starts_with(&below)) {
+            return Err(RequestError::at(
+                key(&format!("{at}.files_in"), other),
+                format!(
+                    "`{other}` needs `{name}` to be a directory, and `{name}` is a file put in"
+                ),
+            ));
+        }
+    }
     match &c.stdin {
         Input::File(name) => {
             let path = format!("{at}.stdin.file");
@@ -154,6 +180,12 @@ fn command(at: &str, c: &Command) -> Result<(), RequestError> {
     }
     for (stream, out) in [("stdout", &c.stdout), ("stderr", &c.stderr)] {
         match out {
+            Output::File(name) if c.stdin == Input::File(name.clone()) => {
+                return Err(RequestError::at(
+                    format!("{at}.{stream}.file"),
+                    format!("`{name}` is the command's stdin too: writing it would empty the input before the program reads it"),
+                ))
+            }
             Output::File(name) => name_in_workdir(&format!("{at}.{stream}.file"), name)?,
             Output::Collect(cap) if *cap > MAX_KEEP => {
                 return Err(RequestError::at(
@@ -176,6 +208,12 @@ fn command(at: &str, c: &Command) -> Result<(), RequestError> {
         }
         if let CacheAs::Id(id) = &f.cache {
             cache_id(&format!("{path}.cache"), id)?;
+        }
+        if f.max.is_some_and(|m| m > MAX_KEEP) {
+            return Err(RequestError::at(
+                format!("{path}.max"),
+                "at most 1GiB is taken out of one file",
+            ));
         }
     }
     Ok(())
@@ -316,6 +354,20 @@ fn pipes(req: &Request) -> Result<Vec<(PipeEnd, PipeEnd)>, RequestError> {
             ));
         }
         for (e, path) in [(w, &writers[k][0].1), (r, &readers[k][0].1)] {
+            // Every command has its 0, 1 and 2; pipe ends elsewhere add to them.
+            let others = used
+                .keys()
+                .filter(|(c, fd)| *c == e.command && *fd > 2)
+                .count();
+            if e.fd > 2 && 3 + others + 1 > MAX_FDS {
+                return Err(RequestError::at(
+                    path.clone(),
+                    format!(
+                        "command {} would get more than {MAX_FDS} descriptors",
+                        e.command
+                    ),
+                ));
+            }
             if let Some(other) = used.insert((e.command, e.fd), p.name.clone()) {
                 return Err(RequestError::at(
                     path.clone(),

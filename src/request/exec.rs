@@ -347,7 +347,7 @@ fn overrides(c: &Command) -> Overrides {
                 .iter()
                 .map(|f| FileOut {
                     name: PathBuf::from(&f.path),
-                    max: f.max.unwrap_or(c.workdir_size),
+                    max: f.max.unwrap_or(c.workdir_size.min(check::MAX_KEEP)),
                 })
                 .collect(),
         }),

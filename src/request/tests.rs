@@ -116,7 +116,26 @@ fn form_faults_are_named_by_their_path() {
     assert!(e.message.contains("missing field `schema`"), "{e}");
     let e = err(r#"{"schema": 1, "id": [1], "commands": []}"#);
     assert_eq!(e.path, "id");
-    assert_eq!(e.to_string(), "id: must be a string or a number");
+    assert_eq!(
+        e.to_string(),
+        "id: must be a string or a whole number within 64 bits"
+    );
+    let e = err(r#"{"schema": 1, "id": 18446744073709551616, "commands": []}"#);
+    assert_eq!(e.path, "id");
+    let e = err(r#"{"schema": 1, "commands": [{"args": ["x"], "env": {"A": "1", "A": "2"}}]}"#);
+    assert_eq!(
+        (e.path.as_str(), e.message.starts_with("`A` is given twice")),
+        ("commands[0].env", true),
+        "{e}"
+    );
+    let e = err(
+        r#"{"schema": 1, "commands": [{"args": ["x"], "limits": {"cpu_time": "1s", "cpu_time": "2s"}}]}"#,
+    );
+    assert_eq!(e.path, "commands[0].limits");
+    let e = err(
+        r#"{"schema": 1, "commands": [{"args": ["x"], "files_in": {"a": {"content": ""}, "a": {"content": ""}}}]}"#,
+    );
+    assert_eq!(e.path, "commands[0].files_in");
 }
 
 #[test]
@@ -179,6 +198,12 @@ fn pipes_need_one_writer_one_reader_on_two_commands() {
     )
     .unwrap_err();
     assert_eq!(e.path, "pipes[0].from.fd");
+    let many: Vec<_> = (3..70)
+        .map(|fd| json!({"name": format!("p{fd}"), "from": {"command": 0, "fd": fd}, "to": {"command": 1, "fd": fd}}))
+        .collect();
+    let e = two(json!(many), json!({}), json!({})).unwrap_err();
+    assert!(e.message.contains("more than 64 descriptors"), "{e}");
+    assert_eq!(e.path, "pipes[61].from");
     let e = two(json!([{"name": "bad name"}]), json!({}), json!({})).unwrap_err();
     assert_eq!(e.path, "pipes[0].name");
     let e = two(json!([{"name": "x_base64"}]), json!({}), json!({})).unwrap_err();
@@ -260,6 +285,16 @@ fn command_faults_are_named() {
         one(json!({"args": ["x"], "files_in": {"a": {"cached": ""}}})).path,
         "commands[0].files_in.a.cached"
     );
+    let e = one(json!({"args": ["x"], "files_in": {"d": {"content": ""}, "d/e": {"content": ""}}}));
+    assert_eq!(e.path, "commands[0].files_in[\"d/e\"]");
+    let e = one(json!({"args": ["x"], "files_in": {"a".repeat(256): {"content": ""}}}));
+    assert!(e.message.contains("at most 255"), "{e}");
+    let e = one(
+        json!({"args": ["x"], "files_in": {"in": {"content": ""}}, "stdin": {"file": "in"}, "stdout": {"file": "in"}}),
+    );
+    assert_eq!(e.path, "commands[0].stdout.file");
+    let e = one(json!({"args": ["x"], "files_out": [{"path": "a", "max": "2GiB"}]}));
+    assert_eq!(e.path, "commands[0].files_out[0].max");
     let e = one(json!({"args": ["x"], "files_out": [{"path": "a"}, {"path": "a"}]}));
     assert_eq!(e.path, "commands[0].files_out[1].path");
     let many: Vec<_> = (0..65).map(|_| json!({"args": ["x"]})).collect();

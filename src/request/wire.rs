@@ -18,6 +18,43 @@ use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+/// A JSON object whose keys all differ: serde's own maps keep the last of two equal
+/// keys without a word, and `{"cpu_time": "1s", "cpu_time": "9s"}` is a mistake.
+struct Unique<V>(BTreeMap<String, V>);
+
+impl<V> Default for Unique<V> {
+    fn default() -> Unique<V> {
+        Unique(BTreeMap::new())
+    }
+}
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for Unique<V> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Unique<V>, D::Error> {
+        struct Visit<V>(std::marker::PhantomData<V>);
+        impl<'de, V: Deserialize<'de>> serde::de::Visitor<'de> for Visit<V> {
+            type Value = Unique<V>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<Unique<V>, A::Error> {
+                let mut out = BTreeMap::new();
+                while let Some(k) = m.next_key::<String>()? {
+                    if out.contains_key(&k) {
+                        return Err(serde::de::Error::custom(format!("`{k}` is given twice")));
+                    }
+                    let v = m.next_value()?;
+                    out.insert(k, v);
+                }
+                Ok(Unique(out))
+            }
+        }
+        d.deserialize_map(Visit(std::marker::PhantomData))
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WireRequest {
@@ -36,9 +73,9 @@ struct WireCommand {
     #[serde(default)]
     profile: Option<String>,
     #[serde(default)]
-    env: BTreeMap<String, String>,
+    env: Unique<String>,
     #[serde(default)]
-    limits: BTreeMap<String, Value>,
+    limits: Unique<Value>,
     #[serde(default)]
     workdir: Option<String>,
     #[serde(default)]
@@ -52,7 +89,7 @@ struct WireCommand {
     #[serde(default)]
     stderr: Option<WireOutput>,
     #[serde(default)]
-    files_in: BTreeMap<String, WireFileIn>,
+    files_in: Unique<WireFileIn>,
     #[serde(default)]
     files_out: Vec<WireFileOut>,
 }
@@ -121,7 +158,7 @@ struct WireEnd {
 pub fn id_of(text: &str) -> Option<Value> {
     let v: Value = serde_json::from_str(text).ok()?;
     v.get("id")
-        .filter(|id| id.is_string() || id.is_number())
+        .filter(|id| id.is_string() || id.is_i64() || id.is_u64())
         .cloned()
 }
 
@@ -160,8 +197,16 @@ fn from_wire(w: WireRequest) -> Result<Request, RequestError> {
     }
     let id = match w.id {
         None | Some(Value::Null) => None,
-        Some(v @ (Value::String(_) | Value::Number(_))) => Some(v),
-        Some(_) => return Err(RequestError::at("id", "must be a string or a number")),
+        Some(v @ Value::String(_)) => Some(v),
+        // Echoed exactly: a whole number within 64 bits (JSON readers turn others into
+        // floats that come back changed).
+        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Some(Value::Number(n)),
+        Some(_) => {
+            return Err(RequestError::at(
+                "id",
+                "must be a string or a whole number within 64 bits",
+            ))
+        }
     };
     let commands = w
         .commands
@@ -330,7 +375,7 @@ fn command(path: &str, c: WireCommand) -> Result<Command, RequestError> {
     let stdout = output("stdout", &c.stdout)?;
     let stderr = output("stderr", &c.stderr)?;
     let mut files_in = BTreeMap::new();
-    for (name, f) in &c.files_in {
+    for (name, f) in &c.files_in.0 {
         let at = key(&format!("{path}.files_in"), name);
         let m = f
             .mode
@@ -392,8 +437,8 @@ fn command(path: &str, c: WireCommand) -> Result<Command, RequestError> {
     Ok(Command {
         args: c.args,
         profile: c.profile.unwrap_or_else(|| "default".into()),
-        env: c.env,
-        limits: limits(&format!("{path}.limits"), &c.limits)?,
+        env: c.env.0,
+        limits: limits(&format!("{path}.limits"), &c.limits.0)?,
         workdir: PathBuf::from(c.workdir.as_deref().unwrap_or(DEFAULT_WORKDIR)),
         workdir_size: c
             .workdir_size

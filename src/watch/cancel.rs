@@ -71,8 +71,28 @@ impl Cancel {
     /// Registers a running jail: a cancel from now on kills it, and one that came
     /// before kills it at once. The registration ends when the guard is dropped.
     pub(crate) fn register(&self, jail: &Jail) -> Registered<'_> {
+        self.add(jail.killer())
+    }
+
+    /// A token cancelled when this one is (with its signal), and on its own: what a
+    /// batch gives its runs, so it can end them itself (when nobody reads its output)
+    /// without cancelling its caller's token. The link ends when the guard is dropped.
+    pub(crate) fn child(&self) -> (Cancel, Registered<'_>) {
+        let child = Cancel::new();
+        let (c, parent) = (child.clone(), Arc::clone(&self.inner));
+        let link = self.add(Arc::new(move || {
+            let signal = Cancel {
+                inner: Arc::clone(&parent),
+            }
+            .cancelled()
+            .unwrap_or(0);
+            c.cancel(signal);
+        }));
+        (child, link)
+    }
+
+    fn add(&self, kill: Killer) -> Registered<'_> {
         let id = self.inner.next.fetch_add(1, Ordering::SeqCst);
-        let kill = jail.killer();
         self.lock().push((id, Arc::clone(&kill)));
         if self.cancelled().is_some() {
             kill();
@@ -109,5 +129,23 @@ mod tests {
         assert_eq!(d.cancelled(), Some(0));
         let e = d.clone();
         assert_eq!(e.cancelled(), Some(0));
+    }
+
+    #[test]
+    fn a_child_follows_its_parent_but_not_the_other_way() {
+        let parent = Cancel::new();
+        let (child, link) = parent.child();
+        child.cancel(0);
+        assert_eq!((parent.cancelled(), child.cancelled()), (None, Some(0)));
+        drop(link);
+        let (child, _link) = parent.child();
+        parent.cancel(libc::SIGHUP);
+        assert_eq!(child.cancelled(), Some(libc::SIGHUP));
+        let (late, _late_link) = parent.child();
+        assert_eq!(
+            late.cancelled(),
+            Some(libc::SIGHUP),
+            "a child of a cancelled token starts cancelled"
+        );
     }
 }

@@ -17,7 +17,7 @@
 //! work dir cannot exist (links never cross mounts), so a regular file found here is
 //! the program's own.
 
-use crate::config::policy::FileOut;
+use crate::config::policy::{FileIn, FileOut};
 use std::ffi::CString;
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -63,11 +63,34 @@ pub struct Copied {
     pub mode: u32,
 }
 
-/// What each file of `files` gave, in order.
-pub fn copy_out(dir: &OwnedFd, files: &[FileOut]) -> Vec<(PathBuf, Result<Copied, FileFault>)> {
+/// What each file of `files` gave, in order. `put_in` are the files put into the work
+/// dir: one put in with an executable mode was bound read-only over its name, so the
+/// program could not change it, and with the jail gone its bind is gone too (the name
+/// shows the empty file it was bound over): its bytes are the ones put in.
+pub fn copy_out(
+    dir: &OwnedFd,
+    files: &[FileOut],
+    put_in: &[FileIn],
+) -> Vec<(PathBuf, Result<Copied, FileFault>)> {
     files
         .iter()
-        .map(|f| (f.name.clone(), copy_one(dir, f)))
+        .map(|f| {
+            let bound = put_in
+                .iter()
+                .find(|p| p.name == f.name && p.mode & 0o111 != 0);
+            let got = match bound {
+                Some(p) if p.contents.len() as u64 > f.max => Err(FileFault::TooLarge {
+                    size: p.contents.len() as u64,
+                    max: f.max,
+                }),
+                Some(p) => Ok(Copied {
+                    bytes: p.contents.to_vec(),
+                    mode: p.mode & 0o555,
+                }),
+                None => copy_one(dir, f),
+            };
+            (f.name.clone(), got)
+        })
         .collect()
 }
 
@@ -169,7 +192,12 @@ fn copy_one(dir: &OwnedFd, f: &FileOut) -> Result<Copied, FileFault> {
     {
         return Err(FileFault::NotRegular("replaced while being read"));
     }
-    let mut bytes = Vec::with_capacity(size as usize);
+    // The size said is the program's to choose (a sparse file within the cap costs it
+    // nothing): memory moat cannot have is a fault of this file, never an abort.
+    let mut bytes = Vec::new();
+    bytes
+        .try_reserve_exact(size.min(f.max).saturating_add(1) as usize)
+        .map_err(|_| FileFault::Unreadable(format!("moat cannot hold {size} bytes in memory")))?;
     std::fs::File::from(file)
         .take(f.max.saturating_add(1))
         .read_to_end(&mut bytes)
@@ -203,7 +231,7 @@ mod tests {
     }
 
     fn one(d: &OwnedFd, name: &str, max: u64) -> Result<Copied, FileFault> {
-        copy_out(d, &[out(name, max)]).remove(0).1
+        copy_out(d, &[out(name, max)], &[]).remove(0).1
     }
 
     #[test]
@@ -269,5 +297,25 @@ mod tests {
             one(&root, "proc/version", 1 << 20),
             Err(FileFault::OtherMount)
         );
+    }
+
+    #[test]
+    fn a_file_bound_in_gives_the_bytes_put_in() {
+        let tmp = tempfile::tempdir().unwrap();
+        // What the jail leaves under a bind that is gone: the empty file it covered.
+        std::fs::write(tmp.path().join("a"), b"").unwrap();
+        let put_in = [FileIn {
+            name: PathBuf::from("a"),
+            contents: b"\x7fELF...".to_vec().into(),
+            mode: 0o755,
+        }];
+        let d = dir(tmp.path());
+        let got = copy_out(&d, &[out("a", 100)], &put_in).remove(0).1.unwrap();
+        assert_eq!(
+            (got.bytes.as_slice(), got.mode),
+            (&b"\x7fELF..."[..], 0o555)
+        );
+        let got = copy_out(&d, &[out("a", 3)], &put_in).remove(0).1;
+        assert_eq!(got, Err(FileFault::TooLarge { size: 7, max: 3 }));
     }
 }

@@ -211,7 +211,7 @@ pub fn run_io(
     drop(cg); // kills leftovers and removes the cgroup
               // Every process of the jail is gone: the work dir is a tree nobody can change.
     let files_out = match (jail.workdir.take(), &plan.policy.workdir) {
-        (Some(dir), Some(w)) => files::copy_out(&dir, &w.files_out),
+        (Some(dir), Some(w)) => files::copy_out(&dir, &w.files_out, &w.files_in),
         _ => Vec::new(),
     };
     Ok(Run {
