@@ -89,7 +89,8 @@ fn bytes_in_bytes_out_and_nothing_left() {
     assert_eq!((rec.bytes.as_slice(), rec.total), (&b"pip"[..], 6));
     assert_eq!(open_fds(), fds, "descriptors left open");
     assert_eq!(mount_count(), mounts);
-    assert_eq!(threads(), tasks, "threads left running");
+    // The harness's own test threads come and go; none of moat's may stay.
+    assert!(threads() <= tasks, "threads left running: {} > {tasks}", threads());
 }
 
 #[test]
