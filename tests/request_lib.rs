@@ -90,7 +90,11 @@ fn bytes_in_bytes_out_and_nothing_left() {
     assert_eq!(open_fds(), fds, "descriptors left open");
     assert_eq!(mount_count(), mounts);
     // The harness's own test threads come and go; none of moat's may stay.
-    assert!(threads() <= tasks, "threads left running: {} > {tasks}", threads());
+    assert!(
+        threads() <= tasks,
+        "threads left running: {} > {tasks}",
+        threads()
+    );
 }
 
 #[test]
