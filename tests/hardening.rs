@@ -510,15 +510,6 @@ fn too_many_rule_alternatives_fail_at_plan_time() {
 
 // ---------------------------------------------------------------- 8. rootless memory
 
-/// The callers that have no cgroup here: an unprivileged user.
-fn callers_without_cgroup() -> Vec<Caller> {
-    if is_root() {
-        vec![Caller::Unprivileged]
-    } else {
-        vec![Caller::Current]
-    }
-}
-
 #[test]
 fn without_a_cgroup_memory_overshoots_by_at_most_two_percent() {
     let prog = fixture_with("hd_mem", "hd_mem", &["-pthread"]);

@@ -695,20 +695,29 @@ fn a_batch_sees_the_cache_as_in_order_whatever_its_parallelism() {
     }
 }
 
+/// `moat batch` as `caller`, its stdin given `n` requests to sleep a second and kept
+/// open (the caller drops it to end the input); stdout piped, stderr dropped.
+fn sleepers_batch(caller: Caller, n: usize) -> (std::process::Child, std::process::ChildStdin) {
+    let line = json!({"schema": 1, "commands": [{"args": ["/bin/sleep", "1"], "profile": "sh"}]});
+    let input: String = (0..n).map(|_| line.to_string() + "\n").collect();
+    let mut cmd = command(caller);
+    cmd.arg("batch")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, input.as_bytes()).unwrap();
+    (child, stdin)
+}
+
 #[test]
 fn a_batch_whose_output_is_gone_runs_nothing_more() {
     use std::io::Read;
-    let line = json!({"schema": 1, "commands": [{"args": ["/bin/sleep", "1"], "profile": "sh"}]});
-    let input: String = (0..8).map(|_| line.to_string() + "\n").collect();
     for caller in callers() {
-        let mut cmd = command(caller);
-        cmd.arg("batch")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
         let started = Instant::now();
-        let mut child = cmd.spawn().unwrap();
-        std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.as_bytes()).unwrap();
+        let (mut child, stdin) = sleepers_batch(caller, 8);
+        drop(stdin);
         let mut first = [0u8; 10];
         child.stdout.take().unwrap().read_exact(&mut first).unwrap();
         // The reader is gone after the first response.
@@ -725,18 +734,9 @@ fn a_batch_whose_output_is_gone_runs_nothing_more() {
 #[test]
 fn a_signalled_batch_answers_every_request_it_read() {
     use std::io::{BufRead, BufReader};
-    let line = json!({"schema": 1, "commands": [{"args": ["/bin/sleep", "1"], "profile": "sh"}]});
-    let input: String = (0..6).map(|_| line.to_string() + "\n").collect();
     for caller in callers() {
-        let mut cmd = command(caller);
-        cmd.arg("batch")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null());
-        let mut child = cmd.spawn().unwrap();
         // The input stays open: moat must not wait for its end once signalled.
-        let mut stdin = child.stdin.take().unwrap();
-        std::io::Write::write_all(&mut stdin, input.as_bytes()).unwrap();
+        let (mut child, stdin) = sleepers_batch(caller, 6);
         let mut out = BufReader::new(child.stdout.take().unwrap());
         let mut first = String::new();
         out.read_line(&mut first).unwrap();

@@ -400,16 +400,6 @@ fn concurrent_runs_have_their_own_accounting() {
     assert!(left.is_empty(), "cgroups left behind: {left:?}");
 }
 
-/// The callers with no usable cgroup on this host: the unprivileged one when the tests
-/// run as root, else the current user.
-fn callers_without_cgroup() -> Vec<Caller> {
-    if is_root() {
-        vec![Caller::Unprivileged]
-    } else {
-        vec![Caller::Current]
-    }
-}
-
 #[test]
 fn without_a_cgroup_memory_is_enforced_by_the_monitor_and_reported() {
     let prog = fixture("io_membomb");

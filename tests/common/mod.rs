@@ -114,6 +114,16 @@ pub enum Caller {
     Unprivileged,
 }
 
+/// The callers with no usable cgroup on this host: the unprivileged one when the tests
+/// run as root, else the current user.
+pub fn callers_without_cgroup() -> Vec<Caller> {
+    if is_root() {
+        vec![Caller::Unprivileged]
+    } else {
+        vec![Caller::Current]
+    }
+}
+
 /// The callers every jail test runs under: the current user, and when that is root, an
 /// unprivileged user as well, so both identity paths are always covered.
 pub fn callers() -> Vec<Caller> {
