@@ -58,6 +58,7 @@ pub use config::limits::{Limit, Limits};
 pub use config::policy::{Bind, FileIn, FileOut, Overrides, Policy, PolicyError, Workdir};
 pub use config::{limits, units};
 pub use jail::spawn::JailError;
+pub use plan::cache::PlanCache;
 pub use plan::{Plan, PlanError};
 pub use report::advice::violation_advice;
 pub use report::outcome::{ErrorInfo, ErrorKind, LimitReport, Outcome, Status, Violation};
@@ -66,6 +67,7 @@ pub use watch::cancel::Cancel;
 pub use watch::cgroup::CgroupError;
 pub use watch::run::{RunError, RunOptions};
 pub use watch::stdio::StdioError;
+pub use watch::timings::{Phase, Timings};
 
 use std::fmt;
 
@@ -136,6 +138,31 @@ impl Error {
         };
         Outcome::setup_error(kind, self.to_string())
     }
+}
+
+/// Loads `profile`, applies `overrides` and plans `command`, as
+/// `Plan::build(Policy::load(profile, overrides)?, command)` does, through `cache`
+/// when one is given: a plan kept there for the same command, profile and overrides
+/// is used when every file it was built from is as it was (see [`PlanCache`] for the
+/// key), and a plan built afresh is kept there for the next run.
+/// [`Plan::from_cache`] tells which it was.
+pub fn prepare(
+    profile: &str,
+    overrides: &Overrides,
+    command: &[std::ffi::OsString],
+    cache: Option<&PlanCache>,
+) -> Result<Plan, Error> {
+    let key = cache.and_then(|_| plan::cache::Key::new(profile, overrides, command));
+    if let (Some(cache), Some(key)) = (cache, &key) {
+        if let Some(plan) = cache.get(key) {
+            return Ok(plan);
+        }
+    }
+    let plan = Plan::build(Policy::load(profile, overrides)?, command)?;
+    if let (Some(cache), Some(key)) = (cache, &key) {
+        cache.put(key, &plan);
+    }
+    Ok(plan)
 }
 
 /// Runs a planned program in the jail and waits for its one verdict. Call it from the

@@ -2,11 +2,12 @@
 
 use clap::{Arg, ArgMatches, Args, FromArgMatches, Parser, Subcommand};
 use moat::limits::{Limits, TABLE};
-use moat::{Bind, Overrides, Plan, Policy, PolicyError};
+use moat::{Bind, Overrides, Plan, PolicyError};
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 #[derive(Parser)]
 #[command(
@@ -99,6 +100,15 @@ struct RunArgs {
     /// Print a one-line summary to stderr.
     #[arg(long)]
     summary: bool,
+    /// Build the plan afresh and keep nothing: the profile, the program and its
+    /// libraries are read again even when a plan for the same command is kept in
+    /// $XDG_CACHE_HOME/moat/plans.
+    #[arg(long)]
+    no_cache: bool,
+    /// Print to stderr where the run's time went, phase by phase (moat's own start,
+    /// planning, each step of the jail, the program, the teardown).
+    #[arg(long)]
+    timings: bool,
     /// Mount a host path read-only: PATH (same place inside) or SRC:DST.
     #[arg(long, value_name = "PATH")]
     bind: Vec<String>,
@@ -198,9 +208,61 @@ fn overrides(a: &RunArgs, learn: bool) -> Result<Overrides, moat::Error> {
 }
 
 fn build(a: &RunArgs, learn: bool) -> Result<Plan, moat::Error> {
-    let policy = Policy::load(&a.profile, &overrides(a, learn)?)?;
-    Ok(Plan::build(policy, &a.command)?)
+    build_timed(a, learn, &mut moat::Timings::default())
 }
+
+/// As [`build`], through the plan cache unless `--no-cache`, adding the planning
+/// phase to `t`.
+fn build_timed(a: &RunArgs, learn: bool, t: &mut moat::Timings) -> Result<Plan, moat::Error> {
+    let begun = Instant::now();
+    let cache = if a.no_cache {
+        None
+    } else {
+        moat::PlanCache::from_env()
+    };
+    let plan = moat::prepare(
+        &a.profile,
+        &overrides(a, learn)?,
+        &a.command,
+        cache.as_ref(),
+    )?;
+    t.push(
+        if plan.from_cache() {
+            "plan from the cache: inputs checked, filter compiled"
+        } else {
+            "plan: profile, ELF and libraries, root tree, filter"
+        },
+        begun.elapsed(),
+    );
+    Ok(plan)
+}
+
+/// moat's own start, as the kernel accounted it: the CPU time this process used
+/// before `main` (the kernel's exec, relocation, the Rust runtime), and when `main`
+/// began.
+struct Started {
+    cpu: Duration,
+    main: Instant,
+}
+
+impl Started {
+    fn now() -> Started {
+        let main = Instant::now();
+        let cpu = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)
+            .map(|ru| {
+                let tv = |t: nix::sys::time::TimeVal| {
+                    Duration::from_secs(t.tv_sec() as u64)
+                        + Duration::from_micros(t.tv_usec() as u64)
+                };
+                tv(ru.user_time()) + tv(ru.system_time())
+            })
+            .unwrap_or_default();
+        Started { cpu, main }
+    }
+}
+
+/// When `main` began, for `--timings`.
+static STARTED: std::sync::OnceLock<Started> = std::sync::OnceLock::new();
 
 /// A line for people on stderr. A stderr that cannot be written (a full disk, a closed
 /// pipe) is not a reason to fail the run, let alone to abort: the report still says
@@ -243,7 +305,12 @@ fn run_as(a: &RunArgs, learn: bool) -> Result<(Plan, moat::Outcome), u8> {
         cgroup: a.cgroup.clone(),
         cancel: Some(cancel_on_signals()),
     };
-    let ran = build(a, learn).and_then(|plan| {
+    let mut timings = moat::Timings::default();
+    if let Some(s) = STARTED.get() {
+        timings.push("moat's start before main (CPU time)", s.cpu);
+        timings.push("command line parsed", s.main.elapsed());
+    }
+    let ran = build_timed(a, learn, &mut timings).and_then(|plan| {
         let outcome = moat::run_with(&plan, &options)?;
         Ok((plan, outcome))
     });
@@ -272,7 +339,14 @@ fn run_as(a: &RunArgs, learn: bool) -> Result<(Plan, moat::Outcome), u8> {
             "moat: cancelled by signal {signal}: the jail was ended and everything it held removed"
         ));
     }
-    if !write_report(a, &outcome) {
+    let reporting = Instant::now();
+    let written = write_report(a, &outcome);
+    if a.timings {
+        timings.extend(&outcome.timings);
+        timings.push("verdict and report", reporting.elapsed());
+        say(format!("moat: where the run's time went\n{timings}"));
+    }
+    if !written {
         return Err(NO_REPORT);
     }
     Ok((plan, outcome))
@@ -515,6 +589,7 @@ fn batch(a: &BatchArgs) -> u8 {
 }
 
 fn main() -> ExitCode {
+    let _ = STARTED.set(Started::now());
     ensure_stdio();
     let cli = Cli::parse();
     let code = match &cli.command {

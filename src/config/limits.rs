@@ -119,7 +119,7 @@ macro_rules! limits {
         flag $flag:literal, max $max:expr, ways [$($way:expr),*], monitor $monitor:literal,
         rlimit $rlimit:expr; )+) => {
         /// Limits on a run; `None` means not limited by moat.
-        #[derive(Debug, Clone, Default, PartialEq, Eq)]
+        #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
         pub struct Limits {
             $( $(#[doc = $doc])+ pub $field: Option<limits!(@ty $unit)>, )+
         }

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
 /// A host path mounted into the jail.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Bind {
     /// Host path.
     pub src: PathBuf,
@@ -22,7 +22,7 @@ pub struct Bind {
     pub optional: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Tmpfs {
     pub path: PathBuf,
     pub size: u64,
@@ -146,10 +146,13 @@ impl Workdir {
 /// A profile plus the caller's overrides, validated and fully resolved. Only
 /// [`Policy::load`] and [`Policy::resolve`] make one, so a Policy never holds what a
 /// profile could not say (an allow of the always-denied core, say).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Policy {
     /// Where the profile came from (`built-in:default`, a path).
     pub(crate) profile: String,
+    /// The profile files read (base first), built-in ones not among them: what a
+    /// cached plan is checked against, with the profile directories.
+    pub(crate) profile_files: Vec<PathBuf>,
     pub(crate) hostname: String,
     pub(crate) uid: u32,
     pub(crate) gid: u32,
@@ -172,7 +175,9 @@ pub struct Policy {
     pub(crate) learn: bool,
     /// Syscall rules, sorted by name: one per syscall, or several conditional ones.
     pub(crate) rules: Vec<Rule>,
-    /// The run's private work dir, if it has one.
+    /// The run's private work dir, if it has one (never in a cached plan: a request's
+    /// files are its own).
+    #[serde(skip)]
     pub(crate) workdir: Option<Workdir>,
 }
 
@@ -420,6 +425,11 @@ impl Policy {
 
         Ok(Policy {
             profile: origins.join(" <- "),
+            profile_files: layers
+                .iter()
+                .filter(|l| !l.source.origin.starts_with("built-in:"))
+                .map(|l| PathBuf::from(&l.source.origin))
+                .collect(),
             hostname: acc.hostname.unwrap_or_else(|| "sandbox".to_string()),
             uid: acc.uid.unwrap_or(1000),
             gid: acc.gid.unwrap_or(1000),

@@ -65,6 +65,8 @@ pub struct Prepared {
     /// moat's command line in memory (arg_start, arg_end from /proc/self/stat), which
     /// init wipes: it never execs, and /proc/1/cmdline would show it to the program.
     pub args_area: Option<(usize, usize)>,
+    /// Bring the loopback up (only when the program may open sockets).
+    pub loopback: bool,
 }
 
 /// Reports a failure to the parent and leaves. No allocation.
@@ -82,13 +84,25 @@ fn exit(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// Sets every signal but SIGKILL, SIGSTOP and those in `keep` to its default action.
-fn default_signals(keep: libc::c_int) {
-    for sig in 1..libc::SIGRTMAX() {
-        if sig != libc::SIGKILL && sig != libc::SIGSTOP && sig != keep {
+/// Sets every signal but SIGKILL and SIGSTOP to its default action. No allocation.
+fn default_signals() {
+    for sig in 1..=libc::SIGRTMAX() {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
             // SAFETY: installing SIG_DFL touches no memory of ours.
             unsafe { libc::signal(sig, libc::SIG_DFL) };
         }
+    }
+}
+
+/// Blocks SIGCHLD in the calling thread. No allocation.
+fn block_sigchld() {
+    // SAFETY: an all-zero sigset_t is a valid set to fill; sigaddset and sigprocmask
+    // work on that stack set only.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGCHLD);
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
     }
 }
 
@@ -232,10 +246,26 @@ pub fn init_main(p: &Prepared) -> ! {
     if unsafe { libc::sethostname(p.hostname.as_ptr(), p.hostname.as_bytes().len()) } < 0 {
         fail(p, Stage::Hostname, 0, errno());
     }
-    if let Err(e) = net::loopback_up() {
-        fail(p, Stage::Loopback, 0, e);
+    if p.loopback {
+        if let Err(e) = net::loopback_up() {
+            fail(p, Stage::Loopback, 0, e);
+        }
     }
     ready(p);
+    // What both init and the program's process must shed is shed once, here, before
+    // the fork, so the program's own path to its exec stays short: every signal to its
+    // default action (init never execs, and a PID 1 then ignores whatever the program
+    // sends it; the program's process would otherwise have to undo moat's ignored
+    // SIGPIPE itself, as ignored signals survive exec), and securebits locked with the
+    // bounding set empty (both inherited across fork).
+    default_signals();
+    if let Err((stage, e)) = privs::lock_securebits_and_bounding() {
+        fail(p, stage, 0, e);
+    }
+    // init waits for its children with wait4 and needs no SIGCHLD: blocked, it is never
+    // delivered, so the monitor sees no signal stop of init when the program ends (one
+    // round trip fewer on every run's way out). The program's process empties its mask.
+    block_sigchld();
     let pid = sys::clone_fork(0);
     if pid == 0 {
         program_main(p);
@@ -244,16 +274,14 @@ pub fn init_main(p: &Prepared) -> ! {
         fail(p, Stage::Fork, 0, errno());
     }
     // Init is a copy of moat that never execs: leave the program nothing in it to
-    // target. Wipe moat's command line (readable in /proc/1/cmdline), give every signal
-    // its default action (a PID 1 then ignores whatever the program sends it), and
-    // give up every capability it still holds in the jail's user namespace.
+    // target. Wipe moat's command line (readable in /proc/1/cmdline) and give up every
+    // capability it still holds in the jail's user namespace.
     if let Some((start, end)) = p.args_area {
         // SAFETY: the argv strings of this process's own (copied) address space; the
         // bounds came from the kernel, and nothing in the child reads argv again.
         unsafe { std::ptr::write_bytes(start as *mut u8, 0, end - start) };
     }
-    default_signals(libc::SIGCHLD);
-    let _ = privs::drop_all(p.uid, p.gid, false);
+    let _ = privs::drop_rest(p.uid, p.gid, false);
     // init needs no descriptor to reap: holding none, it keeps no pipe from its end
     // once the program is gone (the error pipe's copy is the program's, closed on exec).
     sys::close_from(0);
@@ -268,9 +296,9 @@ fn program_main(p: &Prepared) -> ! {
     if unsafe { libc::setsid() } < 0 {
         fail(p, Stage::Setsid, 0, errno());
     }
-    // Ignored signals survive exec; moat's own (SIGPIPE ignored by the Rust runtime)
-    // must not leak into the program, nor a blocked mask.
-    default_signals(0);
+    // Every signal has its default action already (init reset them before the fork);
+    // the mask must not leak into the program either: init's blocked SIGCHLD, and
+    // whatever moat's thread had blocked.
     // SAFETY: an all-zero sigset_t is a valid (empty) set.
     let mut empty: libc::sigset_t = unsafe { std::mem::zeroed() };
     // SAFETY: sigemptyset and sigprocmask on a stack set.
@@ -291,7 +319,7 @@ fn program_main(p: &Prepared) -> ! {
             fail(p, Stage::Rlimit, i as u32, errno());
         }
     }
-    if let Err((stage, e)) = privs::drop_all(p.uid, p.gid, false) {
+    if let Err((stage, e)) = privs::drop_rest(p.uid, p.gid, false) {
         fail(p, stage, 0, e);
     }
     if let Err((stage, e)) = privs::load_filter(&p.filter) {

@@ -63,10 +63,12 @@ pub fn set_ids(uid: u32, gid: u32) -> libc::c_int {
     unsafe { libc::syscall(libc::SYS_setresuid, uid, uid, uid) as libc::c_int }
 }
 
-/// Takes the calling process from "every capability in its own user namespace" to
-/// "none, for good", as `uid`/`gid`. `drop_groups`: also drop supplementary groups
-/// (possible only when the caller was root, and needed then: they would be root's).
-pub fn drop_all(uid: u32, gid: u32, drop_groups: bool) -> Result<(), (Stage, i32)> {
+/// Taking a process from "every capability in its own user namespace" to "none, for
+/// good" comes in two halves. The first, which a forked child inherits: securebits locked,
+/// the bounding set empty. init does it once before it forks the program's process, so
+/// the program's critical path does not repeat some forty prctl calls; the program's
+/// process then only needs [`drop_rest`].
+pub fn lock_securebits_and_bounding() -> Result<(), (Stage, i32)> {
     // Lock securebits first (needs CAP_SETPCAP, which is about to go): uid 0 never
     // regains capabilities through exec, setuid transitions cannot restore them, and
     // no ambient capability can be raised again.
@@ -93,6 +95,15 @@ pub fn drop_all(uid: u32, gid: u32, drop_groups: bool) -> Result<(), (Stage, i32
             return Err((Stage::Bounding, errno()));
         }
     }
+    Ok(())
+}
+
+/// The second half, for a process whose securebits are locked and
+/// whose bounding set is empty (inherited across fork): no ambient capability, the
+/// inside ids (`uid`/`gid`), no capability left in any set, no new privileges.
+/// `drop_groups`: also drop supplementary groups (possible only when the caller was
+/// root, and needed then: they would be root's).
+pub fn drop_rest(uid: u32, gid: u32, drop_groups: bool) -> Result<(), (Stage, i32)> {
     check(
         prctl(
             libc::PR_CAP_AMBIENT,

@@ -218,6 +218,7 @@ fn prepare(
             .map(|w| cstring(w.path.as_os_str().as_bytes()))
             .transpose()?,
         args_area: args_area(),
+        loopback: plan.loopback,
     })
 }
 
@@ -242,6 +243,21 @@ pub struct Jail {
     /// The work dir, as init handed it over: it stays readable after the jail is gone,
     /// for as long as this is held.
     pub workdir: Option<OwnedFd>,
+    /// When each step of the start was done, for the run's timings.
+    pub marks: Marks,
+}
+
+/// When the parent passed each step of the jail's start.
+#[derive(Debug, Clone, Copy)]
+pub struct Marks {
+    /// The clone returned: the namespaces exist.
+    pub cloned: std::time::Instant,
+    /// The id maps are written and the monitor attached.
+    pub attached: Option<std::time::Instant>,
+    /// init said the root is built.
+    pub ready: Option<std::time::Instant>,
+    /// init was placed (in its cgroup) and let go to start the program.
+    pub released: Option<std::time::Instant>,
 }
 
 impl Jail {
@@ -349,6 +365,12 @@ pub fn spawn(
         pidfd: sys::pidfd_open(pid).ok().map(Arc::new),
         errors: err_r,
         workdir: None,
+        marks: Marks {
+            cloned: std::time::Instant::now(),
+            attached: None,
+            ready: None,
+            released: None,
+        },
     };
     let abort = |jail: &Jail, e: JailError| {
         jail.kill();
@@ -378,15 +400,18 @@ pub fn spawn(
         })
     };
     go(&jail)?;
+    jail.marks.attached = Some(std::time::Instant::now());
     match await_ready(&ctl, &jail.errors, pid, plan.policy.limits.wall_time) {
         Err(e) => return Err(abort(&jail, e)),
         Ok(Setup::Ended) => {}
         Ok(Setup::Ready(workdir)) => {
+            jail.marks.ready = Some(std::time::Instant::now());
             jail.workdir = workdir;
             if let Err(e) = before_start(pid) {
                 return Err(abort(&jail, sys_err("placing the jail in its cgroup")(e)));
             }
             go(&jail)?;
+            jail.marks.released = Some(std::time::Instant::now());
         }
     }
     drop(prepared);

@@ -3,6 +3,7 @@
 //! maps, the compiled BPF filter, argv and envp. Building a plan changes nothing on the
 //! host, so `moat plan` can print it and tests can check it without privileges.
 
+pub mod cache;
 pub mod ids;
 pub mod ldso;
 pub mod rootfs;
@@ -48,6 +49,28 @@ pub struct Plan {
     pub(crate) filter: seccomp::Filter,
     /// (resource, soft, hard) set in the sandboxee before exec.
     pub(crate) rlimits: Vec<(libc::__rlimit_resource_t, u64, u64)>,
+    /// Whether init brings the loopback up: only when the program may open a socket
+    /// (or is learning what it calls). Without `socket` the interface is of no use to
+    /// it, and bringing it up costs the kernel some 50-100 us of address setup.
+    pub(crate) loopback: bool,
+    /// Whether the plan came from the plan cache.
+    pub(crate) from_cache: bool,
+}
+
+/// What a plan is made of before its filter is compiled and its id maps are read from
+/// the caller: everything the plan cache keeps. The filter and the ids are always made
+/// afresh, so no cache file can lift the core or map the program to another outside
+/// id than the running moat's.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Parts {
+    pub policy: Policy,
+    pub program: PathBuf,
+    pub argv: Vec<CString>,
+    pub envp: Vec<CString>,
+    pub dependencies: ldso::Dependencies,
+    pub tree: Tree,
+    pub rlimits: Vec<(libc::__rlimit_resource_t, u64, u64)>,
+    pub loopback: bool,
 }
 
 /// Why a plan could not be built.
@@ -164,15 +187,6 @@ impl Plan {
             cwd: &policy.cwd,
             workdir: policy.workdir.as_ref(),
         })?;
-        let filter = seccomp::compile(
-            &policy.rules,
-            if policy.allow_exec {
-                seccomp::Exec::Allowed
-            } else {
-                seccomp::Exec::Initial
-            },
-            policy.learn,
-        )?;
         // argv[0], then the profile's arguments (those whose limits are set), then
         // the caller's.
         let profile_args = policy
@@ -200,8 +214,51 @@ impl Plan {
             .iter()
             .map(|(k, v)| cstring(format!("{k}={v}").as_bytes()))
             .collect::<Result<Vec<_>, _>>()?;
-        let ids = IdMaps::for_current_caller(policy.uid, policy.gid);
         let rlimits = policy.limits.rlimits();
+        let loopback = policy.learn
+            || policy
+                .rules
+                .iter()
+                .any(|r| r.name == "socket" && r.action == seccomp::Action::Allow);
+        Plan::finish(
+            Parts {
+                policy,
+                program,
+                argv,
+                envp,
+                dependencies,
+                tree,
+                rlimits,
+                loopback,
+            },
+            false,
+        )
+    }
+
+    /// Completes a plan from its parts: the filter compiled from the policy's rules
+    /// (moat's core in it by construction), the id maps from the running caller, and
+    /// the rlimits checked against this process's hard limits.
+    pub(crate) fn finish(parts: Parts, from_cache: bool) -> Result<Plan, PlanError> {
+        let Parts {
+            policy,
+            program,
+            argv,
+            envp,
+            dependencies,
+            tree,
+            rlimits,
+            loopback,
+        } = parts;
+        let filter = seccomp::compile(
+            &policy.rules,
+            if policy.allow_exec {
+                seccomp::Exec::Allowed
+            } else {
+                seccomp::Exec::Initial
+            },
+            policy.learn,
+        )?;
+        let ids = IdMaps::for_current_caller(policy.uid, policy.gid);
         check_hard_limits(&policy.limits)?;
         Ok(Plan {
             policy,
@@ -213,7 +270,28 @@ impl Plan {
             ids,
             filter,
             rlimits,
+            loopback,
+            from_cache,
         })
+    }
+
+    /// The parts the plan cache keeps of this plan.
+    pub(crate) fn parts(&self) -> Parts {
+        Parts {
+            policy: self.policy.clone(),
+            program: self.program.clone(),
+            argv: self.argv.clone(),
+            envp: self.envp.clone(),
+            dependencies: self.dependencies.clone(),
+            tree: self.tree.clone(),
+            rlimits: self.rlimits.clone(),
+            loopback: self.loopback,
+        }
+    }
+
+    /// Whether this plan came from the plan cache (see [`PlanCache`](cache::PlanCache)).
+    pub fn from_cache(&self) -> bool {
+        self.from_cache
     }
 
     /// The policy the plan was built from.
@@ -391,6 +469,14 @@ impl fmt::Display for Plan {
         writeln!(f, "argv        [{}]", args.join(", "))?;
         let names: Vec<_> = NAMESPACES.iter().map(|(n, _)| *n).collect();
         writeln!(f, "namespaces  {}", names.join(", "))?;
+        if self.loopback {
+            writeln!(f, "network     loopback only, up")?;
+        } else {
+            writeln!(
+                f,
+                "network     loopback only, down (no socket call allowed)"
+            )?;
+        }
         writeln!(
             f,
             "uid_map     {} (inside {} = outside {})",

@@ -20,7 +20,7 @@ pub const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom"];
 const ROOT_SIZE: u64 = 1 << 20;
 const DEV_SIZE: u64 = 64 << 10;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Step {
     Mkdir {
         path: PathBuf,
@@ -70,7 +70,7 @@ pub enum Step {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Tree {
     pub root_size: u64,
     pub steps: Vec<Step>,

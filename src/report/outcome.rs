@@ -10,6 +10,7 @@ use crate::plan::PlanError;
 use crate::watch::enforce::{Enforced, Enforcement, Enforcer};
 pub use crate::watch::monitor::Violation;
 use crate::watch::run::{Run, SetupFailure};
+use crate::watch::timings::Timings;
 use serde::{Deserialize, Serialize};
 
 /// Why moat could not run the program at all.
@@ -111,6 +112,10 @@ pub struct Outcome {
     /// What a learning run saw (`moat learn` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub learned: Option<Learned>,
+    /// Where the run's time went (not in the JSON report: `moat run --timings` prints
+    /// it).
+    #[serde(skip)]
+    pub timings: Timings,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -189,6 +194,7 @@ impl Outcome {
             output_errors: run.output_errors.clone(),
             cancelled_by: run.observed.cancelled,
             learned: None,
+            timings: run.timings.clone(),
         }
     }
 
@@ -240,6 +246,7 @@ impl Outcome {
             output_errors: [None, None],
             cancelled_by: None,
             learned: None,
+            timings: Timings::default(),
         }
     }
 

@@ -1,13 +1,13 @@
 //! Rules: what a policy says about one syscall, with its argument conditions.
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Action {
     Allow,
     Errno(i32),
 }
 
 /// How an argument is compared.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum CmpOp {
     Eq,
     Ne,
@@ -20,7 +20,7 @@ pub enum CmpOp {
 }
 
 /// One argument condition of a rule: `arg{arg} {op} {value}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Condition {
     pub arg: u32,
     pub op: CmpOp,
@@ -176,7 +176,7 @@ impl std::fmt::Display for Condition {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Rule {
     pub name: String,
     pub nr: i32,

@@ -17,3 +17,4 @@ pub mod relay;
 pub mod run;
 pub mod sampler;
 pub mod stdio;
+pub mod timings;

@@ -98,6 +98,11 @@ pub struct Watch {
     /// killed with the jail may never be accounted to init.
     pub sampled_cpu: Option<(Duration, Duration)>,
     pub relayed: relay::Relayed,
+    /// When the program's exec was seen, and when its process began to exit.
+    pub exec_at: Option<Instant>,
+    pub program_exit_at: Option<Instant>,
+    /// When the last process of the jail was reaped.
+    pub reaped_at: Option<Instant>,
 }
 
 /// Runs the loop until the jail's init and every tracee are reaped, enforcing the
@@ -146,6 +151,7 @@ pub fn watch(jail: &Jail, sup: Supervision<'_>, hook: Option<&mut dyn Hook>) -> 
             })
         });
         event_loop(jail, &mut w, &tree, end_run, sup.filter, hook);
+        w.reaped_at = Some(Instant::now());
         w.wall_time = sup.started.elapsed();
         drop(done_tx);
         if let Some(t) = relay_thread {
@@ -330,11 +336,17 @@ fn event_loop(
                 cont(pid, libc::PTRACE_CONT, 0);
             }
             libc::PTRACE_EVENT_EXEC => {
+                if !exec_seen {
+                    w.exec_at = Some(Instant::now());
+                }
                 exec_seen = true;
                 tree.execed(pid);
                 cont(pid, libc::PTRACE_CONT, 0);
             }
             libc::PTRACE_EVENT_EXIT => {
+                if Some(pid) == program && w.program_exit_at.is_none() {
+                    w.program_exit_at = Some(Instant::now());
+                }
                 // Still alive, its memory not yet released: its peak is there to read.
                 if pid != jail.init && tree.is_process(pid) {
                     w.exit_peak = w.exit_peak.max(accounting::peak_of(pid));

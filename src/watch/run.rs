@@ -11,6 +11,7 @@ use super::files::{self, Copied, FileFault};
 use super::hook::Hook;
 use super::monitor::{self, Exceeded, Violation, Watch};
 use super::stdio::{Input, Output, Stdio, StdioError};
+use super::timings::Timings;
 use crate::config::limits::Limit;
 use crate::jail::spawn::{self, Jail, JailError};
 use crate::jail::stage::{ChildFailure, Stage};
@@ -127,6 +128,8 @@ pub struct Run {
     /// The work dir's files read back after the run, in the order the policy names
     /// them.
     pub files_out: Vec<(PathBuf, Result<Copied, FileFault>)>,
+    /// Where the run's time went, phase by phase.
+    pub timings: Timings,
 }
 
 /// Runs a planned program in the jail and waits until every process of it is gone.
@@ -159,8 +162,10 @@ pub fn run_io(
             output_errors: [None, None],
             collected: [None, None],
             files_out: Vec::new(),
+            timings: Timings::default(),
         });
     }
+    let begun = Instant::now();
     let stdio = Stdio::prepare(
         io.stdin,
         [io.stdout, io.stderr],
@@ -214,6 +219,30 @@ pub fn run_io(
         (Some(dir), Some(w)) => files::copy_out(&dir, &w.files_out, &w.files_in),
         _ => Vec::new(),
     };
+    let m = jail.marks;
+    let timings = Timings::between(
+        begun,
+        &[
+            ("stdio, cgroup and limits decided", Some(started)),
+            ("C strings prepared, clone with namespaces", Some(m.cloned)),
+            ("id maps written, monitor attached", m.attached),
+            (
+                "init builds the root: mounts, pivot_root, hostname, lo",
+                m.ready,
+            ),
+            ("init placed and let go", m.released),
+            (
+                "program's process: fork, privileges, seccomp, execve",
+                watch.exec_at,
+            ),
+            ("the program runs", watch.program_exit_at),
+            ("program and init exit, jail reaped", watch.reaped_at),
+            (
+                "accounting, cgroup removed, files read back",
+                Some(Instant::now()),
+            ),
+        ],
+    );
     Ok(Run {
         observed,
         figures,
@@ -222,6 +251,7 @@ pub fn run_io(
         output_errors: watch.relayed.failed.clone(),
         collected: watch.relayed.collected,
         files_out,
+        timings,
     })
 }
 

@@ -56,7 +56,7 @@ use paths::{absolutize, parent_dir, path_from_bytes, push_unique};
 pub const MAX_SHEBANG_DEPTH: usize = 4;
 
 /// What a program needs from the host file system to start.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Dependencies {
     /// Every host file the program needs, in discovery order, no duplicates: the
     /// program itself first (unless it was put into the jail), then (for a `#!` script) the script interpreter(s), then
@@ -70,6 +70,11 @@ pub struct Dependencies {
     /// uses `$ORIGIN`: ld.so learns it from /proc/self/exe, or, without /proc, from
     /// LD_ORIGIN_PATH, which the jail must then provide.
     pub main_origin: Option<PathBuf>,
+    /// Every directory the search looked in (found or not), sorted: a file appearing
+    /// in one of them could change what the loader would find, so a cached plan is
+    /// checked against them.
+    #[serde(default)]
+    pub searched: Vec<PathBuf>,
 }
 
 /// Finds all files `program` needs to start, the way the kernel and glibc's ld.so
@@ -147,6 +152,7 @@ fn resolve_from(
             files,
             interpreter: None,
             main_origin: None,
+            searched: Vec::new(),
         });
     };
     let interp_path = absolutize(&cwd, &path_from_bytes(&interp_raw));
@@ -204,9 +210,12 @@ fn resolve_from(
         None,
     ));
     resolver.load_all()?;
+    let mut searched: Vec<PathBuf> = resolver.dir_status.into_keys().collect();
+    searched.sort();
     Ok(Dependencies {
         files: resolver.files,
         interpreter: Some(interp_path),
         main_origin: origin_needed.then(|| parent_dir(&real)),
+        searched,
     })
 }

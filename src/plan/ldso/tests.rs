@@ -393,6 +393,7 @@ fn static_program_needs_only_itself() {
             files: vec![prog.clone()],
             interpreter: None,
             main_origin: None,
+            searched: Vec::new(),
         }
     );
     fx.gcc(&["-static-pie", "-o", "sp", "s.c"]);
