@@ -149,15 +149,25 @@ pub fn compile(rules: &[Rule], exec: Exec, learn: bool) -> Result<Filter, Seccom
             Some(Leaf::Check(check)) => core::emit_check(&mut asm, check, core_deny),
             None => {}
         }
+        let mut falls_through = !matches!(entry.core, Some(Leaf::Deny | Leaf::Enosys));
         for (conditions, ret) in &entry.rules {
+            if !falls_through {
+                break;
+            }
             let next = asm.label();
             for c in conditions.iter() {
                 emit_condition(&mut asm, c, next);
             }
             asm.ret(*ret);
             asm.place(next);
+            // A rule without conditions always returns: what follows it is dead code,
+            // and every instruction left out is one the kernel need not check and JIT
+            // when the filter is loaded, on the program's way to its exec.
+            falls_through = !conditions.is_empty();
         }
-        asm.goto(denied);
+        if falls_through {
+            asm.goto(denied);
+        }
     }
     asm.place(denied);
     asm.ret(ret_trace(TRACE_DENIED));
