@@ -102,6 +102,28 @@ fn wall_time_ends_a_program_in_pause() {
 }
 
 #[test]
+fn a_sigalrm_the_program_sends_init_does_not_end_the_run_before_its_wall_time() {
+    // init's own timer stops init with SIGALRM to wake the monitor at the deadline; the
+    // program can send init the same signal, which must change nothing.
+    let prog = static_fixture("mon_alarm_init");
+    for caller in callers() {
+        let start = Instant::now();
+        let run = moat_run(caller, &["--wall-time", "1s", "--", path_str(&prog)]);
+        let took = start.elapsed();
+        assert_run(&run, "wall_time_limit", 124, "alive\n");
+        assert!(
+            took >= Duration::from_millis(1000),
+            "{caller:?}: ended after {took:?}"
+        );
+        let wall = run.report["wall_time_ms"].as_u64().unwrap();
+        assert!(
+            (1000..5000).contains(&wall),
+            "{caller:?}: wall_time_ms = {wall}"
+        );
+    }
+}
+
+#[test]
 fn killing_moat_leaves_no_process_of_the_jail() {
     let prog = fixture("mon_fork_sleepers");
     let prof = profile("mon_fork");

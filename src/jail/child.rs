@@ -67,6 +67,8 @@ pub struct Prepared {
     pub args_area: Option<(usize, usize)>,
     /// Bring the loopback up (only when the program may open sockets).
     pub loopback: bool,
+    /// The run's wall-time limit, armed as init's own timer (see `arm_wall_alarm`).
+    pub wall: Option<libc::timeval>,
 }
 
 /// Reports a failure to the parent and leaves. No allocation.
@@ -91,6 +93,28 @@ fn default_signals() {
             // SAFETY: installing SIG_DFL touches no memory of ours.
             unsafe { libc::signal(sig, libc::SIG_DFL) };
         }
+    }
+}
+
+/// Arms init's real-time timer for the run's wall-time limit. When it fires, the
+/// SIGALRM stops init (it is traced) and wakes the monitor, which ends the run if the
+/// deadline has passed by its own clock: no thread of moat's has to sleep until then.
+/// The timer counts from now, after the monitor's start mark, so it never fires
+/// before the deadline; it stays with init (the program's process, forked next, does
+/// not inherit it), and the program cannot touch it. A SIGALRM the program sends init itself wakes the monitor
+/// just the same and, before the deadline, is dropped. No allocation.
+fn arm_wall_alarm(p: &Prepared) {
+    let Some(value) = p.wall else { return };
+    let timer = libc::itimerval {
+        it_interval: libc::timeval {
+            tv_sec: 0,
+            tv_usec: 0,
+        },
+        it_value: value,
+    };
+    // SAFETY: setitimer reads a stack itimerval; the old value is not asked for.
+    if unsafe { libc::setitimer(libc::ITIMER_REAL, &timer, std::ptr::null_mut()) } < 0 {
+        fail(p, Stage::WallTimer, 0, errno());
     }
 }
 
@@ -266,6 +290,7 @@ pub fn init_main(p: &Prepared) -> ! {
     // delivered, so the monitor sees no signal stop of init when the program ends (one
     // round trip fewer on every run's way out). The program's process empties its mask.
     block_sigchld();
+    arm_wall_alarm(p);
     let pid = sys::clone_fork(0);
     if pid == 0 {
         program_main(p);

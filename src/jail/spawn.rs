@@ -219,6 +219,11 @@ fn prepare(
             .transpose()?,
         args_area: args_area(),
         loopback: plan.loopback,
+        wall: plan.policy.limits.wall_time.map(|w| libc::timeval {
+            tv_sec: w.as_secs() as libc::time_t,
+            // Rounded up: the timer must not fire before the deadline.
+            tv_usec: (w.subsec_nanos().div_ceil(1000)) as libc::suseconds_t,
+        }),
     })
 }
 

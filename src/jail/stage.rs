@@ -28,6 +28,8 @@ pub enum Stage {
     Loopback,
     /// init hands the parent the work dir and waits for its go-ahead.
     Ready,
+    /// init arms its timer for the wall-time limit.
+    WallTimer,
     /// init forks the program's process.
     Fork,
     Setsid,
@@ -48,7 +50,7 @@ pub enum Stage {
     Exec,
 }
 
-const ALL: [Stage; 26] = [
+const ALL: [Stage; 27] = [
     Stage::Sync,
     Stage::Stdio,
     Stage::Groups,
@@ -60,6 +62,7 @@ const ALL: [Stage; 26] = [
     Stage::Hostname,
     Stage::Loopback,
     Stage::Ready,
+    Stage::WallTimer,
     Stage::Fork,
     Stage::Setsid,
     Stage::Signals,
@@ -161,6 +164,7 @@ impl ChildFailure {
             Stage::Hostname => "setting the hostname".to_string(),
             Stage::Loopback => "bringing up the loopback interface".to_string(),
             Stage::Ready => "handing the work dir to moat".to_string(),
+            Stage::WallTimer => "arming the wall-time limit's timer".to_string(),
             Stage::Fork => "starting the program's process".to_string(),
             Stage::Setsid => "starting a new session".to_string(),
             Stage::Signals => "resetting the signal mask".to_string(),

@@ -136,6 +136,16 @@ pub fn watch(jail: &Jail, sup: Supervision<'_>, hook: Option<&mut dyn Hook>) -> 
         jail.kill();
     };
     let end_run = &end_run;
+    // init's timer (armed for the wall-time limit) stops init with SIGALRM: the run
+    // ends if the deadline has passed by the monitor's own clock. Anything earlier (a
+    // SIGALRM the program sent init) changes nothing.
+    let deadline = sup.wall.map(|w| sup.started + w);
+    let alarm = || {
+        if deadline.is_some_and(|d| Instant::now() >= d) && !found.wall.swap(true, Ordering::SeqCst)
+        {
+            end_run();
+        }
+    };
     std::thread::scope(|scope| {
         if limits.needed() {
             let (tree, limits, found) = (&tree, &limits, &found);
@@ -150,7 +160,7 @@ pub fn watch(jail: &Jail, sup: Supervision<'_>, hook: Option<&mut dyn Hook>) -> 
                 })
             })
         });
-        event_loop(jail, &mut w, &tree, end_run, sup.filter, hook);
+        event_loop(jail, &mut w, &tree, end_run, &alarm, sup.filter, hook);
         w.reaped_at = Some(Instant::now());
         w.wall_time = sup.started.elapsed();
         drop(done_tx);
@@ -245,6 +255,7 @@ fn event_loop(
     w: &mut Watch,
     tree: &Tree,
     end_run: &dyn Fn(),
+    alarm: &dyn Fn(),
     filter: &Filter,
     mut hook: Option<&mut dyn Hook>,
 ) {
@@ -365,6 +376,11 @@ fn event_loop(
                 } else {
                     cont(pid, libc::PTRACE_CONT, 0);
                 }
+            }
+            0 if pid == jail.init && sig == libc::SIGALRM => {
+                // init's wall-time timer, never delivered (init has no use for it).
+                alarm();
+                cont(pid, libc::PTRACE_CONT, 0);
             }
             0 => {
                 // Signal-delivery stop: deliver the signal as if nobody were tracing.

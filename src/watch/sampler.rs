@@ -131,8 +131,12 @@ pub struct Limits<'a> {
 }
 
 impl Limits<'_> {
+    /// Whether a thread must sample the tree: for CPU time and memory. The wall-time
+    /// limit alone needs none: init's own timer wakes the monitor at the deadline (see
+    /// `jail::child::arm_wall_alarm`); when the sampler runs anyway, it watches the wall
+    /// clock too.
     pub fn needed(&self) -> bool {
-        self.wall.is_some() || self.cpu.is_some() || self.memory.is_some()
+        self.cpu.is_some() || self.memory.is_some()
     }
 }
 
