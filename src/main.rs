@@ -303,7 +303,7 @@ fn run_as(a: &RunArgs, learn: bool) -> Result<(Plan, moat::Outcome), u8> {
         stdout: a.stdout.clone(),
         stderr: a.stderr.clone(),
         cgroup: a.cgroup.clone(),
-        cancel: Some(cancel_on_signals()),
+        cancel: Some(cancel_by_handlers()),
     };
     let mut timings = moat::Timings::default();
     if let Some(s) = STARTED.get() {
@@ -393,6 +393,34 @@ fn cancel_on_signals() -> moat::Cancel {
             token
         })
         .clone()
+}
+
+/// As [`cancel_on_signals`], for `run` and `learn`, which run one jail: the token is
+/// cancelled from signal handlers (it takes no lock there), so no thread has to be
+/// started and joined on every run. As with the blocked signals `cancel_on_signals`
+/// waits for, a signal the caller set to be ignored (SIGINT for a background job of a
+/// script) still ends the run: moat's own handling replaces the disposition it got.
+fn cancel_by_handlers() -> moat::Cancel {
+    static TOKEN: std::sync::OnceLock<moat::Cancel> = std::sync::OnceLock::new();
+    extern "C" fn on_signal(sig: libc::c_int) {
+        if let Some(token) = TOKEN.get() {
+            token.cancel_from_signal_handler(sig);
+        }
+    }
+    let token = TOKEN.get_or_init(moat::Cancel::new).clone();
+    for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        // SAFETY: sigaction with a handler that only calls the token's lock-free cancel
+        // (atomics and one system call per jail), and SA_RESTART, so no call of moat's
+        // sees EINTR.
+        unsafe {
+            let mut act: libc::sigaction = std::mem::zeroed();
+            act.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            act.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut act.sa_mask);
+            libc::sigaction(sig, &act, std::ptr::null_mut());
+        }
+    }
+    token
 }
 
 fn learn(l: &LearnArgs) -> u8 {

@@ -272,6 +272,12 @@ impl Jail {
         kill_init(self.init, self.pidfd.as_deref());
     }
 
+    /// A copy of init's pidfd (None on kernels without pidfds), for a registration that
+    /// must kill the jail from a signal handler.
+    pub fn pidfd_copy(&self) -> Option<OwnedFd> {
+        self.pidfd.as_ref()?.try_clone().ok()
+    }
+
     /// A handle that kills the jail from any thread, for as long as anyone holds it.
     /// Through the pidfd it can never hit another process, even after the jail is
     /// gone; without one (kernels before 5.3) only while the jail is being watched.

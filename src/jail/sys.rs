@@ -48,6 +48,22 @@ pub fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
 }
 
 /// SIGKILL through a pidfd. Ok when the process is gone already (ESRCH).
+/// SIGKILL through a pidfd given by number, from a signal handler: one system call,
+/// no allocation, the result ignored (a process already gone is fine).
+pub fn pidfd_kill_raw(fd: RawFd) {
+    // SAFETY: pidfd_send_signal with a descriptor number, SIGKILL, a null siginfo and
+    // no flags; a descriptor that is no pidfd only fails.
+    unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            fd,
+            libc::SIGKILL,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+}
+
 pub fn pidfd_kill(fd: &OwnedFd) -> io::Result<()> {
     // SAFETY: a valid pidfd, SIGKILL, a null siginfo (allowed: the kernel fills it in
     // as kill() would) and no flags.

@@ -5,8 +5,12 @@
 //! its run with the signal (SIGTERM, SIGINT, SIGHUP) moat itself got.
 
 use crate::jail::spawn::Jail;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
+
+/// How many jails at once [`Cancel::cancel_from_signal_handler`] can reach.
+const HANDLER_SLOTS: usize = 8;
 
 /// A token that ends the runs it is given to. Cheap to clone; clones share the state.
 #[derive(Debug, Clone, Default)]
@@ -21,6 +25,9 @@ struct Inner {
     /// The jails of the runs in progress: (run number, the jail's killer).
     jails: Mutex<Vec<(u64, Killer)>>,
     next: std::sync::atomic::AtomicU64,
+    /// The same jails as pidfds a signal handler may use without taking a lock: each
+    /// slot holds a registration's own copy of its jail's pidfd, plus one (0: free).
+    slots: [AtomicI32; HANDLER_SLOTS],
 }
 
 impl std::fmt::Debug for Inner {
@@ -71,7 +78,41 @@ impl Cancel {
     /// Registers a running jail: a cancel from now on kills it, and one that came
     /// before kills it at once. The registration ends when the guard is dropped.
     pub(crate) fn register(&self, jail: &Jail) -> Registered<'_> {
-        self.add(jail.killer())
+        let mut reg = self.add(jail.killer());
+        // The slot is filled before the token is looked at again, and a handler sets
+        // the signal before it looks at the slots: one of the two sees the other.
+        if let Some(fd) = jail.pidfd_copy() {
+            let raw = fd.as_raw_fd();
+            if let Some(i) = self.inner.slots.iter().position(|s| {
+                s.compare_exchange(0, raw + 1, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_ok()
+            }) {
+                reg.slot = Some((i, fd));
+            }
+        }
+        if self.cancelled().is_some() {
+            jail.kill();
+        }
+        reg
+    }
+
+    /// What a signal handler may call (it takes no lock and allocates nothing): ends
+    /// every run registered with this token as [`cancel`](Self::cancel) does, with
+    /// `signal` as the reason. Tokens made with `child` are not reached: cancel those
+    /// from a thread. At most eight jails at once are reached this way, which is
+    /// meant for a process running one jail at a time, as `moat run` does.
+    pub fn cancel_from_signal_handler(&self, signal: i32) {
+        let value = if signal > 0 { signal } else { -1 };
+        let _ = self
+            .inner
+            .signal
+            .compare_exchange(0, value, Ordering::SeqCst, Ordering::SeqCst);
+        for slot in &self.inner.slots {
+            let v = slot.load(Ordering::SeqCst);
+            if v > 0 {
+                crate::jail::sys::pidfd_kill_raw(v - 1);
+            }
+        }
     }
 
     /// A token cancelled when this one is (with its signal), and on its own: what a
@@ -97,7 +138,11 @@ impl Cancel {
         if self.cancelled().is_some() {
             kill();
         }
-        Registered { cancel: self, id }
+        Registered {
+            cancel: self,
+            id,
+            slot: None,
+        }
     }
 }
 
@@ -105,10 +150,17 @@ impl Cancel {
 pub(crate) struct Registered<'a> {
     cancel: &'a Cancel,
     id: u64,
+    /// The handler slot taken, with the pidfd copy it names (closed only once the slot
+    /// is free again).
+    slot: Option<(usize, OwnedFd)>,
 }
 
 impl Drop for Registered<'_> {
     fn drop(&mut self) {
+        if let Some((i, fd)) = self.slot.take() {
+            self.cancel.inner.slots[i].store(0, Ordering::SeqCst);
+            drop(fd);
+        }
         self.cancel.lock().retain(|(id, _)| *id != self.id);
     }
 }
@@ -129,6 +181,16 @@ mod tests {
         assert_eq!(d.cancelled(), Some(0));
         let e = d.clone();
         assert_eq!(e.cancelled(), Some(0));
+    }
+
+    #[test]
+    fn a_handler_cancel_keeps_the_first_reason_and_reaches_later_runs() {
+        let c = Cancel::new();
+        c.cancel_from_signal_handler(libc::SIGINT);
+        c.cancel_from_signal_handler(libc::SIGTERM);
+        c.cancel(libc::SIGHUP);
+        assert_eq!(c.cancelled(), Some(libc::SIGINT));
+        assert!(c.inner.slots.iter().all(|s| s.load(Ordering::SeqCst) == 0));
     }
 
     #[test]
