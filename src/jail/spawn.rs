@@ -69,7 +69,12 @@ fn args_area() -> Option<(usize, usize)> {
 
 /// Fields 48 and 49 of /proc/self/stat.
 fn read_args_area() -> Option<(usize, usize)> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // /proc reports a size of 0: with room for the whole line up front, it is read in
+    // one call instead of a read-to-end that grows from 32 bytes (this runs once per
+    // process, so on every `moat run`).
+    let mut stat = String::with_capacity(1024);
+    std::io::Read::read_to_string(&mut std::fs::File::open("/proc/self/stat").ok()?, &mut stat)
+        .ok()?;
     // The command name may hold spaces and parentheses; fields count from the last ')'.
     let rest = stat.get(stat.rfind(')')? + 2..)?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
