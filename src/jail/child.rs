@@ -101,8 +101,9 @@ fn default_signals() {
 /// deadline has passed by its own clock: no thread of moat's has to sleep until then.
 /// The timer counts from now, after the monitor's start mark, so it never fires
 /// before the deadline; it stays with init (the program's process, forked next, does
-/// not inherit it), and the program cannot touch it. A SIGALRM the program sends init itself wakes the monitor
-/// just the same and, before the deadline, is dropped. No allocation.
+/// not inherit it), and the program cannot touch it. A SIGALRM the program sends init
+/// itself wakes the monitor just the same and, before the deadline, is dropped. No
+/// allocation.
 fn arm_wall_alarm(p: &Prepared) {
     let Some(value) = p.wall else { return };
     let timer = libc::itimerval {
