@@ -488,3 +488,78 @@ fn sysv_ipc_is_private() {
         assert_eq!(host_msgget(host.msg_key), Ok(host.msg_id));
     }
 }
+
+/// The CPUs a process may run on, as `ns_cpus` prints them.
+fn cpus_of(pid: &str) -> String {
+    let out = Command::new("taskset")
+        .args(["-c", "-p", pid])
+        .output()
+        .unwrap();
+    // "pid N's current affinity list: 0,1" (ranges as "0-1"): expanded to "0,1".
+    let text = String::from_utf8_lossy(&out.stdout);
+    let list = text.rsplit(':').next().unwrap().trim();
+    let mut cpus = Vec::new();
+    for part in list.split(',') {
+        match part.split_once('-') {
+            Some((a, b)) => cpus.extend(a.parse::<u32>().unwrap()..=b.parse::<u32>().unwrap()),
+            None => cpus.push(part.parse::<u32>().unwrap()),
+        }
+    }
+    cpus.iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[test]
+fn the_program_may_use_every_cpu_its_caller_may() {
+    // moat sets the jail up pinned to one CPU; the program must not stay there.
+    let prog = static_fixture("ns_cpus");
+    let all = cpus_of(&std::process::id().to_string());
+    for caller in callers() {
+        let run = moat_run(caller, &["--", path_str(&prog)]);
+        assert_run(&run, "ok", 0, &format!("{all}\n"));
+        // A caller limited to one CPU gives the program that one.
+        let last = all.rsplit(',').next().unwrap().to_string();
+        let mut cmd = Command::new("taskset");
+        cmd.args(["-c", &last]);
+        match caller {
+            Caller::Current => cmd.arg(MOAT),
+            Caller::Unprivileged => cmd
+                .args([
+                    "setpriv",
+                    "--reuid=65534",
+                    "--regid=65534",
+                    "--clear-groups",
+                ])
+                .arg(moat_bin()),
+        };
+        let out = cmd.args(["run", "--"]).arg(&prog).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{last}\n"));
+    }
+}
+
+#[test]
+fn a_library_run_gives_the_calling_thread_its_cpu_mask_back() {
+    let mask = || {
+        // SAFETY: sched_getaffinity fills a zeroed set of the size given.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            assert_eq!(
+                libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set),
+                0
+            );
+            (0..libc::CPU_SETSIZE as usize)
+                .filter(|&c| libc::CPU_ISSET(c, &set))
+                .collect::<Vec<_>>()
+        }
+    };
+    let before = mask();
+    let prog = static_fixture("noop");
+    let policy = moat::Policy::load("default", &moat::Overrides::default()).unwrap();
+    let plan = moat::Plan::build(policy, &[prog.into_os_string()]).unwrap();
+    let o = moat::run(&plan).unwrap();
+    assert_eq!(o.status, moat::Status::Ok);
+    assert_eq!(mask(), before);
+}

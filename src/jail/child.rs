@@ -67,6 +67,9 @@ pub struct Prepared {
     pub args_area: Option<(usize, usize)>,
     /// Bring the loopback up (only when the program may open sockets).
     pub loopback: bool,
+    /// The caller's CPU mask, put back by init after its fork and by the program's
+    /// process before its exec (setup runs pinned to one CPU; see `spawn::Pin`).
+    pub cpus: Option<libc::cpu_set_t>,
     /// The run's wall-time limit, armed as init's own timer (see `arm_wall_alarm`).
     pub wall: Option<libc::timeval>,
 }
@@ -299,6 +302,9 @@ pub fn init_main(p: &Prepared) -> ! {
     if pid < 0 {
         fail(p, Stage::Fork, 0, errno());
     }
+    if let Some(cpus) = &p.cpus {
+        let _ = sys::set_affinity(cpus);
+    }
     // Init is a copy of moat that never execs: leave the program nothing in it to
     // target. Wipe moat's command line (readable in /proc/1/cmdline) and give up every
     // capability it still holds in the jail's user namespace.
@@ -347,6 +353,13 @@ fn program_main(p: &Prepared) -> ! {
     }
     if let Err((stage, e)) = privs::drop_rest(p.uid, p.gid, false) {
         fail(p, stage, 0, e);
+    }
+    // The program runs on every CPU its caller may use, never on the one setup was
+    // pinned to.
+    if let Some(cpus) = &p.cpus {
+        if let Err(e) = sys::set_affinity(cpus) {
+            fail(p, Stage::Cpus, 0, e);
+        }
     }
     if let Err((stage, e)) = privs::load_filter(&p.filter) {
         fail(p, stage, 0, e);

@@ -46,11 +46,13 @@ pub enum Stage {
     SetIds,
     Capset,
     NoNewPrivs,
+    /// The program's process takes back the caller's CPU mask.
+    Cpus,
     Seccomp,
     Exec,
 }
 
-const ALL: [Stage; 27] = [
+const ALL: [Stage; 28] = [
     Stage::Sync,
     Stage::Stdio,
     Stage::Groups,
@@ -76,6 +78,7 @@ const ALL: [Stage; 27] = [
     Stage::SetIds,
     Stage::Capset,
     Stage::NoNewPrivs,
+    Stage::Cpus,
     Stage::Seccomp,
     Stage::Exec,
 ];
@@ -186,6 +189,7 @@ impl ChildFailure {
             Stage::SetIds => "switching to the inside uid/gid".to_string(),
             Stage::Capset => "clearing capabilities".to_string(),
             Stage::NoNewPrivs => "setting no_new_privs".to_string(),
+            Stage::Cpus => "taking back the caller's CPU mask".to_string(),
             Stage::Seccomp => "loading the seccomp filter".to_string(),
             Stage::Exec => format!("executing {}", plan.program.display()),
         };

@@ -48,6 +48,33 @@ pub fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
 }
 
 /// SIGKILL through a pidfd. Ok when the process is gone already (ESRCH).
+/// The calling thread's CPU mask, if it fits a `cpu_set_t` (1024 CPUs).
+pub fn affinity() -> Option<libc::cpu_set_t> {
+    // SAFETY: an all-zero cpu_set_t is a valid empty set for the kernel to fill.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: sched_getaffinity writes at most the given size into the set.
+    let r = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    (r == 0).then_some(set)
+}
+
+/// Sets the calling thread's CPU mask. No allocation.
+pub fn set_affinity(set: &libc::cpu_set_t) -> Result<(), i32> {
+    // SAFETY: sched_setaffinity reads the set of the given size.
+    let r = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), set) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(errno())
+    }
+}
+
+/// The CPU the calling thread runs on.
+pub fn current_cpu() -> Option<usize> {
+    // SAFETY: sched_getcpu has no arguments.
+    let cpu = unsafe { libc::sched_getcpu() };
+    usize::try_from(cpu).ok()
+}
+
 /// SIGKILL through a pidfd given by number, from a signal handler: one system call,
 /// no allocation, the result ignored (a process already gone is fine).
 pub fn pidfd_kill_raw(fd: RawFd) {
