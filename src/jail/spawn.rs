@@ -349,7 +349,8 @@ impl Jail {
     }
 }
 
-const PTRACE_OPTIONS: libc::c_int = libc::PTRACE_O_EXITKILL
+/// The monitor's ptrace options, for init and (inherited) every process of the jail.
+pub const PTRACE_OPTIONS: libc::c_int = libc::PTRACE_O_EXITKILL
     | libc::PTRACE_O_TRACESECCOMP
     | libc::PTRACE_O_TRACECLONE
     | libc::PTRACE_O_TRACEFORK
