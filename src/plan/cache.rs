@@ -327,3 +327,82 @@ fn bind_sources(tree: &Tree) -> impl Iterator<Item = PathBuf> + '_ {
         _ => None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_just_written_is_too_recent_and_an_old_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let new = dir.path().join("new");
+        std::fs::write(&new, b"x").unwrap();
+        let now = std::time::SystemTime::now();
+        let (own, target) = Identity::of(&new);
+        assert!(own.too_recent(now) && target.too_recent(now));
+        // The same file judged a few seconds later has settled.
+        let later = now + std::time::Duration::from_secs(3);
+        assert!(!own.too_recent(later));
+        assert!(!Identity::Absent.too_recent(now));
+    }
+
+    #[test]
+    fn identity_tells_a_path_from_what_it_points_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, link) = (
+            dir.path().join("a"),
+            dir.path().join("b"),
+            dir.path().join("l"),
+        );
+        std::fs::write(&a, b"1").unwrap();
+        std::fs::write(&b, b"2").unwrap();
+        std::os::unix::fs::symlink(&a, &link).unwrap();
+        let before = Identity::of(&link);
+        assert_ne!(
+            before.0, before.1,
+            "the link and its target are two identities"
+        );
+        std::fs::remove_file(&link).unwrap();
+        std::os::unix::fs::symlink(&b, &link).unwrap();
+        let after = Identity::of(&link);
+        assert_ne!(
+            before.1, after.1,
+            "pointed elsewhere, the target's identity changes"
+        );
+        assert_eq!(
+            Identity::of(&dir.path().join("none")),
+            (Identity::Absent, Identity::Absent)
+        );
+    }
+
+    #[test]
+    fn a_key_changes_with_every_part_of_the_command() {
+        let o = Overrides::default();
+        let k = |profile: &str, cmd: &[&str]| {
+            let cmd: Vec<OsString> = cmd.iter().map(OsString::from).collect();
+            Key::new(profile, &o, &cmd).unwrap()
+        };
+        let base = k("default", &["/bin/true"]);
+        assert_eq!(base, k("default", &["/bin/true"]));
+        assert_ne!(base.file_name(), k("c", &["/bin/true"]).file_name());
+        assert_ne!(
+            base.file_name(),
+            k("default", &["/bin/true", "x"]).file_name()
+        );
+        let learning = Overrides {
+            learn: true,
+            ..Overrides::default()
+        };
+        assert!(Key::new("default", &learning, &[OsString::from("/bin/true")]).is_none());
+        let limited = Overrides {
+            limits: {
+                let mut l = crate::config::limits::Limits::default();
+                l.set(crate::config::limits::Limit::Memory, Some(1 << 20));
+                l
+            },
+            ..Overrides::default()
+        };
+        let with_limit = Key::new("default", &limited, &[OsString::from("/bin/true")]).unwrap();
+        assert_ne!(base.file_name(), with_limit.file_name());
+    }
+}
