@@ -50,16 +50,21 @@ impl Cancel {
     /// Ends every run holding this token, now and from now on. `signal` is why (the
     /// signal moat got, which the report names and the exit status carries), or 0.
     pub fn cancel(&self, signal: i32) {
-        let value = if signal > 0 { signal } else { -1 };
-        // The first reason given is the one reported.
-        let _ = self
-            .inner
-            .signal
-            .compare_exchange(0, value, Ordering::SeqCst, Ordering::SeqCst);
+        self.set_reason(signal);
         let jails: Vec<_> = self.lock().iter().map(|(_, k)| Arc::clone(k)).collect();
         for kill in jails {
             kill();
         }
+    }
+
+    /// Marks the token cancelled with `signal` (0: none named). The first reason given
+    /// is the one reported. Lock-free, so a signal handler may call it.
+    fn set_reason(&self, signal: i32) {
+        let value = if signal > 0 { signal } else { -1 };
+        let _ = self
+            .inner
+            .signal
+            .compare_exchange(0, value, Ordering::SeqCst, Ordering::SeqCst);
     }
 
     /// Whether the token was cancelled, and with which signal (0 for none).
@@ -102,11 +107,7 @@ impl Cancel {
     /// from a thread. At most eight jails at once are reached this way, which is
     /// meant for a process running one jail at a time, as `moat run` does.
     pub fn cancel_from_signal_handler(&self, signal: i32) {
-        let value = if signal > 0 { signal } else { -1 };
-        let _ = self
-            .inner
-            .signal
-            .compare_exchange(0, value, Ordering::SeqCst, Ordering::SeqCst);
+        self.set_reason(signal);
         for slot in &self.inner.slots {
             let v = slot.load(Ordering::SeqCst);
             if v > 0 {
