@@ -288,11 +288,11 @@ impl MountOps {
             run(op).map_err(|e| (Stage::Mount, *step, e))?;
         }
         let pivot = at(Stage::Pivot);
-        // Detach the host: after this no path inside leads out.
-        sys::umount2(c"/oldroot", libc::MNT_DETACH).map_err(pivot)?;
         sys::chdir(c"/newroot").map_err(pivot)?;
-        // pivot_root(".", ".") stacks the old root under the new one; detaching "."
-        // then removes the scratch tmpfs.
+        // pivot_root(".", ".") stacks the old root (the scratch tmpfs, with the host's
+        // tree at /oldroot below it) over the new one; detaching "." then removes both
+        // at once, since a lazy unmount takes the whole subtree: after this no path
+        // inside leads out. One unmount, not two: each waits for an RCU grace period.
         sys::check(sys::pivot_root(c".", c".")).map_err(pivot)?;
         sys::umount2(c".", libc::MNT_DETACH).map_err(pivot)?;
         sys::chdir(c"/").map_err(pivot)?;
