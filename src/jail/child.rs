@@ -67,6 +67,9 @@ pub struct Prepared {
     pub args_area: Option<(usize, usize)>,
     /// Bring the loopback up (only when the program may open sockets).
     pub loopback: bool,
+    /// Whether init waits, after its "ready", for the parent's second go-ahead (given
+    /// once the parent has placed it in the run's cgroup).
+    pub await_placement: bool,
     /// The caller's CPU mask, put back by init after its fork and by the program's
     /// process before its exec (setup runs pinned to one CPU; see `spawn::Pin`).
     pub cpus: Option<libc::cpu_set_t>,
@@ -174,9 +177,10 @@ fn place_fds(p: &Prepared) {
     }
 }
 
-/// Tells the parent the root is built, handing it the work dir, and waits for its
-/// go-ahead (given once init is in the run's cgroup: what setup wrote, the files put
-/// in above all, is charged to moat, not to the program). No allocation.
+/// Tells the parent the root is built, handing it the work dir, and, when the parent
+/// places it in a cgroup, waits for its go-ahead (given once init is in the run's
+/// cgroup: what setup wrote, the files put in above all, is charged to moat, not to
+/// the program). No allocation.
 fn ready(p: &Prepared) {
     let mut dir = -1;
     if let Some(path) = &p.workdir {
@@ -192,7 +196,9 @@ fn ready(p: &Prepared) {
     if dir >= 0 {
         sys::close(dir);
     }
-    await_go(p);
+    if p.await_placement {
+        await_go(p);
+    }
     sys::close(p.ctl_fd);
 }
 

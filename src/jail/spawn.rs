@@ -182,6 +182,7 @@ fn prepare(
     wiring: &Wiring,
     fd_base: RawFd,
     cpus: Option<libc::cpu_set_t>,
+    await_placement: bool,
 ) -> Result<Prepared, JailError> {
     let ptrs = |v: &[CString]| {
         v.iter()
@@ -265,6 +266,7 @@ fn prepare(
         args_area: args_area(),
         loopback: plan.loopback,
         cpus,
+        await_placement,
         wall: plan.policy.limits.wall_time.map(|w| libc::timeval {
             tv_sec: w.as_secs() as libc::time_t,
             // Rounded up: the timer must not fire before the deadline.
@@ -296,6 +298,10 @@ pub struct Jail {
     pub workdir: Option<OwnedFd>,
     /// When each step of the start was done, for the run's timings.
     pub marks: Marks,
+    /// A stop of init's that the start already waited for and the monitor must handle
+    /// first (its wait status): init's fork of the program, when init went on without
+    /// a second go-ahead and got there while the start was looking at it.
+    pub pending_stop: Option<i32>,
 }
 
 /// When the parent passed each step of the jail's start.
@@ -365,11 +371,13 @@ pub const PTRACE_OPTIONS: libc::c_int = libc::PTRACE_O_EXITKILL
 /// `wiring`: the program's descriptors. `before_start`: runs with init's pid once the
 /// root is built and before the program's process exists, e.g. to put init into the
 /// run's cgroup (every process it starts then starts there too; what init wrote while
-/// building, the work dir's files above all, stays charged to moat).
+/// building, the work dir's files above all, stays charged to moat). Without one, init
+/// starts the program as soon as it has said it is ready, with no second go-ahead to
+/// wait for: one hand-over fewer.
 pub fn spawn(
     plan: &Plan,
     wiring: &Wiring,
-    before_start: &dyn Fn(libc::pid_t) -> io::Result<()>,
+    before_start: Option<&dyn Fn(libc::pid_t) -> io::Result<()>>,
 ) -> Result<Jail, JailError> {
     let fd_base = wiring.targets()? + 1;
     let (err_r, err_w) = sys::pipe().map_err(sys_err("creating a pipe"))?;
@@ -398,6 +406,7 @@ pub fn spawn(
         wiring,
         fd_base,
         pin.saved,
+        before_start.is_some(),
     )?;
 
     let mut flags: libc::c_int = NAMESPACES.iter().fold(0, |acc, (_, f)| acc | f);
@@ -425,6 +434,7 @@ pub fn spawn(
         pidfd: sys::pidfd_open(pid).ok().map(Arc::new),
         errors: err_r,
         workdir: None,
+        pending_stop: None,
         marks: Marks {
             cloned: std::time::Instant::now(),
             attached: None,
@@ -464,13 +474,16 @@ pub fn spawn(
     match await_ready(&ctl, &jail.errors, pid, plan.policy.limits.wall_time) {
         Err(e) => return Err(abort(&jail, e)),
         Ok(Setup::Ended) => {}
-        Ok(Setup::Ready(workdir)) => {
+        Ok(Setup::Ready(workdir, stop)) => {
             jail.marks.ready = Some(std::time::Instant::now());
             jail.workdir = workdir;
-            if let Err(e) = before_start(pid) {
-                return Err(abort(&jail, sys_err("placing the jail in its cgroup")(e)));
+            jail.pending_stop = stop;
+            if let Some(place) = before_start {
+                if let Err(e) = place(pid) {
+                    return Err(abort(&jail, sys_err("placing the jail in its cgroup")(e)));
+                }
+                go(&jail)?;
             }
-            go(&jail)?;
             jail.marks.released = Some(std::time::Instant::now());
         }
     }
@@ -502,8 +515,9 @@ fn reap(pid: libc::pid_t) {
 
 /// What init did while the parent waited for it to be ready.
 enum Setup {
-    /// Ready, with the work dir's descriptor if it has one.
-    Ready(Option<OwnedFd>),
+    /// Ready, with the work dir's descriptor if it has one, and a stop of init's
+    /// already waited for (its fork of the program) if it had got that far.
+    Ready(Option<OwnedFd>, Option<i32>),
     /// It failed (its error pipe says why) or ended without a word; the monitor reaps
     /// it, and the report tells.
     Ended,
@@ -541,12 +555,13 @@ fn await_ready(
         if r < 0 && sys::errno() != libc::EINTR {
             return Err(sys_err("waiting for the jail")(io::Error::last_os_error()));
         }
+        let ready = |stop: Option<i32>| match sys::recv_byte_with_fd(ctl.as_raw_fd()) {
+            Ok(Some((b'r', fd))) => Ok(Setup::Ready(fd, stop)),
+            Ok(_) => Ok(Setup::Ended),
+            Err(e) => Err(sys_err("waiting for the jail")(e)),
+        };
         if fds[0].revents != 0 {
-            return match sys::recv_byte_with_fd(ctl.as_raw_fd()) {
-                Ok(Some((b'r', fd))) => Ok(Setup::Ready(fd)),
-                Ok(_) => Ok(Setup::Ended),
-                Err(e) => Err(sys_err("waiting for the jail")(e)),
-            };
+            return ready(None);
         }
         if fds[1].revents != 0 {
             return Ok(Setup::Ended);
@@ -557,6 +572,19 @@ fn await_ready(
         if got == pid {
             if libc::WIFEXITED(status) || libc::WIFSIGNALED(status) {
                 return Ok(Setup::Ended);
+            }
+            // A stop after init's "ready" (which it sends before anything else, so it
+            // is waiting in the socket) is the monitor's to handle: init's fork of the
+            // program, or its wall-time alarm, when init went on without a second
+            // go-ahead.
+            let mut ctl_now = [libc::pollfd {
+                fd: ctl.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            }];
+            // SAFETY: poll on a live array of one pollfd, not waiting.
+            if unsafe { libc::poll(ctl_now.as_mut_ptr(), 1, 0) } > 0 {
+                return ready(Some(status));
             }
             let exiting = status >> 16 == libc::PTRACE_EVENT_EXIT;
             let sig = if status >> 16 == 0 {

@@ -265,13 +265,23 @@ fn event_loop(
     // the sandboxee (the exec itself, or the error report after a failed exec): no
     // untrusted code has run yet. From the exec on, a trace is a violation.
     let mut exec_seen = false;
+    // A stop of init's the start already waited for (see `Jail::pending_stop`) comes
+    // first, as if this wait had returned it.
+    let mut pending = jail.pending_stop;
     loop {
         let mut status = 0;
         // SAFETY: an all-zero rusage is a valid value for wait4 to fill.
         let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: wait4 with stack out-parameters.
-        let pid =
-            unsafe { libc::wait4(-1, &mut status, libc::__WALL | libc::__WNOTHREAD, &mut ru) };
+        let pid = match pending.take() {
+            Some(s) => {
+                status = s;
+                jail.init
+            }
+            // SAFETY: wait4 with stack out-parameters.
+            None => unsafe {
+                libc::wait4(-1, &mut status, libc::__WALL | libc::__WNOTHREAD, &mut ru)
+            },
+        };
         if pid < 0 {
             match std::io::Error::last_os_error().raw_os_error() {
                 Some(libc::EINTR) => continue,

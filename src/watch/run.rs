@@ -177,8 +177,10 @@ pub fn run_io(
     let mechanisms = cg.as_ref().map_or(Mechanisms::NONE, RunCgroup::mechanisms);
 
     let started = Instant::now();
-    let before_start = |pid: libc::pid_t| cg.as_ref().map_or(Ok(()), |c| c.add(pid));
-    let mut jail = spawn::spawn(plan, &stdio.wiring, &before_start)?;
+    let place = |pid: libc::pid_t| cg.as_ref().map_or(Ok(()), |c| c.add(pid));
+    let before_start: Option<&dyn Fn(libc::pid_t) -> std::io::Result<()>> =
+        cg.is_some().then_some(&place);
+    let mut jail = spawn::spawn(plan, &stdio.wiring, before_start)?;
     let registered = opts.cancel.as_ref().map(|c| c.register(&jail));
     // Only the jail may hold the write ends: the relay ends when its last writer does.
     drop(stdio.child_ends);
