@@ -69,12 +69,8 @@ fn args_area() -> Option<(usize, usize)> {
 
 /// Fields 48 and 49 of /proc/self/stat.
 fn read_args_area() -> Option<(usize, usize)> {
-    // /proc reports a size of 0: with room for the whole line up front, it is read in
-    // one call instead of a read-to-end that grows from 32 bytes (this runs once per
-    // process, so on every `moat run`).
-    let mut stat = String::with_capacity(1024);
-    std::io::Read::read_to_string(&mut std::fs::File::open("/proc/self/stat").ok()?, &mut stat)
-        .ok()?;
+    // Once per process, so on every `moat run`.
+    let stat = sys::read_proc("/proc/self/stat")?;
     // The command name may hold spaces and parentheses; fields count from the last ')'.
     let rest = stat.get(stat.rfind(')')? + 2..)?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
@@ -299,8 +295,9 @@ pub struct Jail {
     /// When each step of the start was done, for the run's timings.
     pub marks: Marks,
     /// A stop of init's that the start already waited for and the monitor must handle
-    /// first (its wait status): init's fork of the program, when init went on without
-    /// a second go-ahead and got there while the start was looking at it.
+    /// first (its wait status): when init went on without a second go-ahead, a stop it
+    /// reached after its "ready" (its fork of the program, its alarm, its exit) while
+    /// the start was looking at it.
     pub pending_stop: Option<i32>,
 }
 
@@ -313,7 +310,8 @@ pub struct Marks {
     pub attached: Option<std::time::Instant>,
     /// init said the root is built.
     pub ready: Option<std::time::Instant>,
-    /// init was placed (in its cgroup) and let go to start the program.
+    /// init was placed in its cgroup and let go to start the program (without a cgroup,
+    /// init needs no go-ahead: the same moment as `ready`).
     pub released: Option<std::time::Instant>,
 }
 
@@ -515,8 +513,8 @@ fn reap(pid: libc::pid_t) {
 
 /// What init did while the parent waited for it to be ready.
 enum Setup {
-    /// Ready, with the work dir's descriptor if it has one, and a stop of init's
-    /// already waited for (its fork of the program) if it had got that far.
+    /// Ready, with the work dir's descriptor if it has one, and a stop of init's after
+    /// its ready that was already waited for, if there was one.
     Ready(Option<OwnedFd>, Option<i32>),
     /// It failed (its error pipe says why) or ended without a word; the monitor reaps
     /// it, and the report tells.

@@ -48,6 +48,19 @@ pub fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
 }
 
 /// SIGKILL through a pidfd. Ok when the process is gone already (ESRCH).
+/// A small /proc file read whole, in one call or two: /proc reports a size of 0, so a
+/// plain read-to-end grows its buffer from 32 bytes, one read per doubling. Parent
+/// side (it allocates).
+pub fn read_proc(path: &str) -> Option<String> {
+    use std::io::Read;
+    let mut text = String::with_capacity(4096);
+    std::fs::File::open(path)
+        .ok()?
+        .read_to_string(&mut text)
+        .ok()?;
+    Some(text)
+}
+
 /// The calling thread's CPU mask, if it fits a `cpu_set_t` (1024 CPUs).
 pub fn affinity() -> Option<libc::cpu_set_t> {
     // SAFETY: an all-zero cpu_set_t is a valid empty set for the kernel to fill.

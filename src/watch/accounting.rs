@@ -101,22 +101,10 @@ pub fn sample(procs: &HashSet<i32>, init: i32) -> Sample {
 
 /// The peak resident memory (VmHWM) of process `pid`, 0 if it cannot be read.
 pub fn peak_of(pid: i32) -> u64 {
-    read_proc(&format!("/proc/{pid}/status"))
+    // Read while the program waits at its exit stop.
+    crate::jail::sys::read_proc(&format!("/proc/{pid}/status"))
         .and_then(|t| parse_hwm(&t))
         .unwrap_or(0)
-}
-
-/// A small /proc file read whole in one call or two: /proc reports a size of 0, so a
-/// plain read-to-end grows its buffer from 32 bytes in eight reads, and this is read
-/// while the program waits at its exit stop.
-fn read_proc(path: &str) -> Option<String> {
-    use std::io::Read;
-    let mut text = String::with_capacity(4096);
-    std::fs::File::open(path)
-        .ok()?
-        .read_to_string(&mut text)
-        .ok()?;
-    Some(text)
 }
 
 /// Resident memory of `procs` (thread-group leaders), from the short /proc/PID/statm:
