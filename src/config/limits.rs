@@ -45,12 +45,21 @@ pub enum Way {
     Rlimit,
 }
 
+/// An `RLIMIT_*` resource as `setrlimit` takes it: glibc declares its own enum type,
+/// musl a plain int.
+#[cfg(target_env = "gnu")]
+pub type Resource = libc::__rlimit_resource_t;
+/// An `RLIMIT_*` resource as `setrlimit` takes it: glibc declares its own enum type,
+/// musl a plain int.
+#[cfg(not(target_env = "gnu"))]
+pub type Resource = libc::c_int;
+
 /// The per-process rlimit a limit sets in the program before exec, either as its way
 /// of enforcement or alongside a better one.
 #[derive(Debug, Clone, Copy)]
 pub struct Rlimit {
     /// The `RLIMIT_*` resource.
-    pub resource: libc::__rlimit_resource_t,
+    pub resource: Resource,
     /// Its name as the kernel's headers spell it (`RLIMIT_NOFILE`).
     pub name: &'static str,
     /// (soft, hard) for the limit's value.
@@ -354,7 +363,7 @@ impl Limits {
     /// The rlimits set in the program before exec, as (resource, soft, hard). No core
     /// files ever: they would be written into the jail's working directory (or fail),
     /// and a dump of a killed sandboxee is of no use to the caller.
-    pub fn rlimits(&self) -> Vec<(libc::__rlimit_resource_t, u64, u64)> {
+    pub fn rlimits(&self) -> Vec<(Resource, u64, u64)> {
         let mut out = vec![(libc::RLIMIT_CORE, 0, 0)];
         for (spec, v) in self.set_ones() {
             if let Some(r) = &spec.rlimit {

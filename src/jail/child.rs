@@ -41,7 +41,7 @@ pub struct Prepared {
     pub envp: Vec<*const libc::c_char>,
     pub cwd: CString,
     pub filter: libc::sock_fprog,
-    pub rlimits: Vec<(libc::__rlimit_resource_t, libc::rlimit)>,
+    pub rlimits: Vec<(crate::config::limits::Resource, libc::rlimit)>,
     pub uid: u32,
     pub gid: u32,
     pub drop_groups: bool,

@@ -17,7 +17,7 @@ pub fn loopback_up() -> Result<(), i32> {
             *dst = *src as libc::c_char;
         }
         req.ifr_ifru.ifru_flags = (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
-        let r = libc::ioctl(fd, libc::SIOCSIFFLAGS, &req);
+        let r = libc::ioctl(fd, libc::SIOCSIFFLAGS as _, &req);
         let e = errno();
         libc::close(fd);
         if r < 0 {

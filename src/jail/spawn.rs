@@ -264,9 +264,9 @@ fn prepare(
         cpus,
         await_placement,
         wall: plan.policy.limits.wall_time.map(|w| libc::timeval {
-            tv_sec: w.as_secs() as libc::time_t,
+            tv_sec: w.as_secs() as _,
             // Rounded up: the timer must not fire before the deadline.
-            tv_usec: (w.subsec_nanos().div_ceil(1000)) as libc::suseconds_t,
+            tv_usec: (w.subsec_nanos().div_ceil(1000)) as _,
         }),
     })
 }

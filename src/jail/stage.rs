@@ -213,7 +213,7 @@ impl ChildFailure {
 }
 
 /// `RLIMIT_NOFILE` for its number, and the limit that asked for it.
-fn rlimit_name(resource: libc::__rlimit_resource_t) -> String {
+fn rlimit_name(resource: crate::config::limits::Resource) -> String {
     if resource == libc::RLIMIT_CORE {
         return "RLIMIT_CORE".into();
     }

@@ -318,14 +318,14 @@ pub fn send_byte_with_fd(sock: RawFd, byte: u8, fd: RawFd) -> Result<(), i32> {
         // SAFETY: CMSG_SPACE is arithmetic on a length.
         let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
         msg.msg_control = room.0.as_mut_ptr().cast();
-        msg.msg_controllen = space;
+        msg.msg_controllen = space as _;
         // SAFETY: the control buffer is 32 bytes, aligned for a cmsghdr, and at least
         // CMSG_SPACE(4) = 24 long, so the first header and its data fit inside it.
         unsafe {
             let cmsg = libc::CMSG_FIRSTHDR(&msg);
             (*cmsg).cmsg_level = libc::SOL_SOCKET;
             (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-            (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as usize;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as _;
             std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>(), fd);
         }
     }
@@ -352,7 +352,7 @@ pub fn recv_byte_with_fd(sock: RawFd) -> io::Result<Option<(u8, Option<OwnedFd>)
     let mut room = OneFd([0; 32]);
     let mut msg = message(&mut iov);
     msg.msg_control = room.0.as_mut_ptr().cast();
-    msg.msg_controllen = room.0.len();
+    msg.msg_controllen = room.0.len() as _;
     let n = loop {
         // SAFETY: recvmsg writes into the iovec's byte and the control buffer, both
         // alive on this stack and as long as their lengths say.

@@ -48,7 +48,7 @@ pub struct Plan {
     pub(crate) ids: IdMaps,
     pub(crate) filter: seccomp::Filter,
     /// (resource, soft, hard) set in the sandboxee before exec.
-    pub(crate) rlimits: Vec<(libc::__rlimit_resource_t, u64, u64)>,
+    pub(crate) rlimits: Vec<(crate::config::limits::Resource, u64, u64)>,
     /// Whether init brings the loopback up: only when the program may open a socket
     /// (or is learning what it calls). Without `socket` the interface is of no use to
     /// it, and bringing it up costs the kernel some 50-100 us of address setup.
@@ -69,7 +69,7 @@ pub(crate) struct Parts {
     pub envp: Vec<CString>,
     pub dependencies: ldso::Dependencies,
     pub tree: Tree,
-    pub rlimits: Vec<(libc::__rlimit_resource_t, u64, u64)>,
+    pub rlimits: Vec<(crate::config::limits::Resource, u64, u64)>,
     pub loopback: bool,
 }
 

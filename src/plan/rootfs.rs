@@ -469,7 +469,9 @@ fn locked_flags(path: &Path) -> u64 {
         (FsFlags::ST_NOEXEC, libc::MS_NOEXEC),
         (FsFlags::ST_NOATIME, libc::MS_NOATIME),
         (FsFlags::ST_NODIRATIME, libc::MS_NODIRATIME),
-        (FsFlags::ST_RELATIME, libc::MS_RELATIME),
+        // nix names ST_RELATIME only for glibc; the kernel reports it on every libc
+        // (include/linux/statfs.h).
+        (FsFlags::from_bits_retain(0x1000), libc::MS_RELATIME),
         (FsFlags::ST_RDONLY, libc::MS_RDONLY),
     ] {
         if f.contains(st_flag) {

@@ -329,14 +329,16 @@ mod tests {
             rule("socket", Action::Errno(libc::EACCES)),
         ];
         let prog = compile(&rules, Exec::Initial, false).unwrap();
-        let tcgets = libc::TCGETS;
+        // The request constants are u64 with glibc and i32 with musl.
+        let tcgets = libc::TCGETS as u64;
+        let tiocsti = libc::TIOCSTI as u64;
         assert_eq!(call(&prog, "ioctl", [1, tcgets, 0, 0, 0, 0]), ALLOW);
-        assert_eq!(call(&prog, "ioctl", [1, libc::TIOCSTI, 0, 0, 0, 0]), CORE);
+        assert_eq!(call(&prog, "ioctl", [1, tiocsti, 0, 0, 0, 0]), CORE);
         assert_eq!(
-            call(&prog, "ioctl", [1, (1 << 32) | libc::TIOCSTI, 0, 0, 0, 0]),
+            call(&prog, "ioctl", [1, (1 << 32) | tiocsti, 0, 0, 0, 0]),
             CORE
         );
-        assert_eq!(call(&prog, "ioctl", [1, libc::TIOCLINUX, 0, 0, 0, 0]), CORE);
+        assert_eq!(call(&prog, "ioctl", [1, libc::TIOCLINUX as u64, 0, 0, 0, 0]), CORE);
         let thread = (libc::CLONE_VM | libc::CLONE_THREAD | libc::CLONE_SIGHAND) as u64;
         assert_eq!(call(&prog, "clone", [thread, 0, 0, 0, 0, 0]), ALLOW);
         let newns = (libc::CLONE_NEWUSER | libc::SIGCHLD) as u64;

@@ -15,9 +15,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-const PTRACE_GET_SYSCALL_INFO: libc::c_uint = 0x420e;
+/// A ptrace request as `ptrace(2)` takes it: glibc declares an enum (unsigned), musl a
+/// plain int.
+#[cfg(target_env = "gnu")]
+type Request = libc::c_uint;
+/// A ptrace request as `ptrace(2)` takes it: glibc declares an enum (unsigned), musl a
+/// plain int.
+#[cfg(not(target_env = "gnu"))]
+type Request = libc::c_int;
+const PTRACE_GET_SYSCALL_INFO: Request = 0x420e;
 const PTRACE_SYSCALL_INFO_SECCOMP: u8 = 3;
-const PTRACE_LISTEN: libc::c_uint = 0x4208;
+const PTRACE_LISTEN: Request = 0x4208;
 
 /// `struct ptrace_syscall_info` with its seccomp member.
 #[repr(C)]
@@ -183,7 +191,7 @@ pub fn watch(jail: &Jail, sup: Supervision<'_>, hook: Option<&mut dyn Hook>) -> 
     w
 }
 
-fn cont(pid: libc::pid_t, request: libc::c_uint, sig: libc::c_int) {
+fn cont(pid: libc::pid_t, request: Request, sig: libc::c_int) {
     // SAFETY: ptrace on a tracee of this thread; a tracee killed meanwhile gives ESRCH,
     // which is fine: its exit is reported by the next wait.
     unsafe { libc::ptrace(request, pid, 0, sig as libc::c_long) };
