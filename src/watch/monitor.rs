@@ -364,8 +364,12 @@ fn event_loop(
                 if let Some(c) = child {
                     // A fork's child has memory of its own; a vfork child borrows its
                     // parent's until it execs; a clone is a thread unless it leads a
-                    // thread group of its own.
+                    // thread group of its own. The program's first process, a fork of
+                    // init, holds moat's memory until its exec, like init: a sample
+                    // taken between its fork and exec would count moat's heap (the
+                    // files put in, say) against the program.
                     let (process, leader) = match event {
+                        _ if pid == jail.init => (false, true),
                         libc::PTRACE_EVENT_FORK => (true, true),
                         libc::PTRACE_EVENT_VFORK => (false, true),
                         _ => {

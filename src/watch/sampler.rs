@@ -84,8 +84,8 @@ impl Tree {
         }
     }
 
-    /// A process that replaced its image (a vfork child's exec): its memory is its own
-    /// from now on.
+    /// A process that replaced its image (a vfork child's exec, the program's first
+    /// exec): its memory is its own from now on.
     pub fn execed(&self, pid: libc::pid_t) {
         Self::set(&self.procs).insert(pid);
     }
@@ -229,5 +229,27 @@ pub fn run(
             }
             next_cpu = Instant::now() + SAMPLE;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_that_borrows_memory_counts_from_its_exec() {
+        let tree = Tree::new(1);
+        // The program's first process: a fork of init, moat's memory until it execs.
+        tree.born(2, false, true);
+        assert!(!tree.is_process(2));
+        assert_eq!(tree.processes(), HashSet::from([1]));
+        assert!(Tree::set(&tree.live).contains(&2));
+        tree.execed(2);
+        assert_eq!(tree.processes(), HashSet::from([1, 2]));
+        // A fork of the program has its own memory at once.
+        tree.born(3, true, true);
+        assert!(tree.is_process(3));
+        tree.died(2);
+        assert_eq!(tree.processes(), HashSet::from([1, 3]));
     }
 }
