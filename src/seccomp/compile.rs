@@ -320,6 +320,9 @@ mod tests {
     }
 
     #[test]
+    // The ioctl request constants are u64 with glibc and i32 with musl: the casts are
+    // needed with one of them.
+    #[allow(clippy::unnecessary_cast)]
     fn core_checks_override_profile_allows() {
         let rules = vec![
             rule("ioctl", Action::Allow),
@@ -329,7 +332,6 @@ mod tests {
             rule("socket", Action::Errno(libc::EACCES)),
         ];
         let prog = compile(&rules, Exec::Initial, false).unwrap();
-        // The request constants are u64 with glibc and i32 with musl.
         let tcgets = libc::TCGETS as u64;
         let tiocsti = libc::TIOCSTI as u64;
         assert_eq!(call(&prog, "ioctl", [1, tcgets, 0, 0, 0, 0]), ALLOW);
@@ -338,7 +340,10 @@ mod tests {
             call(&prog, "ioctl", [1, (1 << 32) | tiocsti, 0, 0, 0, 0]),
             CORE
         );
-        assert_eq!(call(&prog, "ioctl", [1, libc::TIOCLINUX as u64, 0, 0, 0, 0]), CORE);
+        assert_eq!(
+            call(&prog, "ioctl", [1, libc::TIOCLINUX as u64, 0, 0, 0, 0]),
+            CORE
+        );
         let thread = (libc::CLONE_VM | libc::CLONE_THREAD | libc::CLONE_SIGHAND) as u64;
         assert_eq!(call(&prog, "clone", [thread, 0, 0, 0, 0, 0]), ALLOW);
         let newns = (libc::CLONE_NEWUSER | libc::SIGCHLD) as u64;
