@@ -138,10 +138,43 @@ pub fn compile(rules: &[Rule], exec: Exec, learn: bool) -> Result<Filter, Seccom
     // x32 calls are x86-64 calls with a high bit in the number; the x86-64 rules must
     // not match them, and the monitor reports them as a foreign architecture.
     asm.goto_if(bpf::JGE_K, X32_SYSCALL_BIT as u32, bad_arch);
-    let nrs: Vec<u32> = entries.keys().copied().collect();
-    let targets: Vec<Label> = nrs.iter().map(|_| asm.label()).collect();
-    dispatch(&mut asm, &nrs, &targets, denied);
-    for (entry, target) in entries.values().zip(&targets) {
+    // Calls whose whole answer is one return value are answered in the search itself,
+    // and a run of consecutive numbers with the same answer (or with none: a gap in
+    // the table is a violation) is one interval of it. Only calls with conditions or
+    // a core check get a block of their own. Every instruction left out is one the
+    // kernel need not check and JIT when the filter is loaded.
+    let bodies: Vec<(&Entry, Label)> = entries
+        .values()
+        .filter(|e| answer(e).is_none())
+        .map(|e| (e, asm.label()))
+        .collect();
+    let mut segments: Vec<Segment> = Vec::new();
+    let mut next_body = bodies.iter();
+    let mut push = |lo: u32, leaf: Leaf2| match segments.last() {
+        Some(last) if last.leaf == leaf && matches!(leaf, Leaf2::Ret(_)) => {}
+        _ => segments.push(Segment { lo, leaf }),
+    };
+    let mut expect = 0u32;
+    for (&nr, entry) in &entries {
+        if nr > expect {
+            push(expect, Leaf2::Ret(ret_trace(TRACE_DENIED)));
+        }
+        match answer(entry) {
+            Some(ret) => push(nr, Leaf2::Ret(ret)),
+            None => {
+                let (_, label) = next_body
+                    .next()
+                    .expect("one body per entry without an answer");
+                push(nr, Leaf2::Body(*label));
+            }
+        }
+        expect = nr + 1;
+    }
+    if expect < X32_SYSCALL_BIT as u32 {
+        push(expect, Leaf2::Ret(ret_trace(TRACE_DENIED)));
+    }
+    search(&mut asm, &segments);
+    for (entry, target) in &bodies {
         asm.place(*target);
         match entry.core {
             Some(Leaf::Deny) => asm.goto(core_deny),
@@ -160,9 +193,7 @@ pub fn compile(rules: &[Rule], exec: Exec, learn: bool) -> Result<Filter, Seccom
             }
             asm.ret(*ret);
             asm.place(next);
-            // A rule without conditions always returns: what follows it is dead code,
-            // and every instruction left out is one the kernel need not check and JIT
-            // when the filter is loaded, on the program's way to its exec.
+            // A rule without conditions always returns: what follows it is dead code.
             falls_through = !conditions.is_empty();
         }
         if falls_through {
@@ -184,23 +215,69 @@ pub fn compile(rules: &[Rule], exec: Exec, learn: bool) -> Result<Filter, Seccom
     Ok(Filter { insns })
 }
 
-/// A search over `nrs` (sorted) with the accumulator holding the syscall number: a
-/// match goes to its target, a miss to `miss`.
-fn dispatch(asm: &mut Asm, nrs: &[u32], targets: &[Label], miss: Label) {
-    const LINEAR: usize = 4;
-    if nrs.len() <= LINEAR {
-        for (nr, target) in nrs.iter().zip(targets) {
-            asm.goto_if(bpf::JEQ_K, *nr, *target);
+/// What the filter answers for one call number when that is a single return value
+/// whatever the arguments: a core denial, ENOSYS, or a first rule without conditions.
+fn answer(entry: &Entry) -> Option<u32> {
+    match entry.core {
+        Some(Leaf::Deny) => Some(ret_trace(TRACE_CORE)),
+        Some(Leaf::Enosys) => Some(ret_errno(libc::ENOSYS)),
+        Some(Leaf::Check(_)) => None,
+        None => match entry.rules.first() {
+            Some(([], ret)) => Some(*ret),
+            Some(_) => None,
+            None => Some(ret_trace(TRACE_DENIED)),
+        },
+    }
+}
+
+/// Where the search sends one interval of call numbers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Leaf2 {
+    /// Returns this value at once.
+    Ret(u32),
+    /// Goes on in the call's own block.
+    Body(Label),
+}
+
+/// The call numbers from `lo` up to the next segment's `lo` (or the x32 bit).
+struct Segment {
+    lo: u32,
+    leaf: Leaf2,
+}
+
+/// A binary search over `segments` (sorted, covering every number below the x32 bit)
+/// with the accumulator holding the call number: each leaf returns or goes to its
+/// call's block. A node jumps over its lower half directly where the half is short
+/// enough for the 8-bit offset of a conditional jump, and through a `ja` where not.
+fn search(asm: &mut Asm, segments: &[Segment]) {
+    if let [only] = segments {
+        match only.leaf {
+            Leaf2::Ret(v) => asm.ret(v),
+            Leaf2::Body(label) => asm.goto(label),
         }
-        asm.goto(miss);
         return;
     }
-    let mid = nrs.len() / 2;
+    let mid = segments.len() / 2;
     let upper = asm.label();
-    asm.goto_if(bpf::JGE_K, nrs[mid], upper);
-    dispatch(asm, &nrs[..mid], &targets[..mid], miss);
+    if search_len(&segments[..mid]) <= usize::from(u8::MAX) {
+        asm.jump(bpf::JGE_K, segments[mid].lo, Some(upper), None);
+    } else {
+        asm.goto_if(bpf::JGE_K, segments[mid].lo, upper);
+    }
+    search(asm, &segments[..mid]);
     asm.place(upper);
-    dispatch(asm, &nrs[mid..], &targets[mid..], miss);
+    search(asm, &segments[mid..]);
+}
+
+/// How many instructions `search` emits for `segments`.
+fn search_len(segments: &[Segment]) -> usize {
+    if segments.len() <= 1 {
+        return 1;
+    }
+    let mid = segments.len() / 2;
+    let lower = search_len(&segments[..mid]);
+    let node = if lower <= usize::from(u8::MAX) { 1 } else { 2 };
+    node + lower + search_len(&segments[mid..])
 }
 
 /// Emits one 64-bit comparison of an argument: it falls through when the condition
@@ -448,6 +525,46 @@ mod tests {
     fn exec_allowed_only_on_request() {
         let prog = compile(&[], Exec::Allowed, false).unwrap();
         assert_eq!(call(&prog, "execve", [0; 6]), ALLOW);
+    }
+
+    #[test]
+    fn a_long_table_searches_right_at_every_edge() {
+        // Every named x86-64 call, allowed on every third number, with an errno on the
+        // next and a condition on the one after: some 450 intervals, so the search's
+        // upper nodes are too far for a conditional jump and go through a `ja`.
+        let mut rules = Vec::new();
+        for nr in 0..460u64 {
+            let name = crate::seccomp::names::syscall_name(AUDIT_ARCH_X86_64, nr);
+            let Some(n) = syscall_nr(&name) else { continue };
+            let mut r = rule(&name, Action::Allow);
+            assert_eq!(u64::try_from(n).unwrap(), nr);
+            match nr % 3 {
+                0 => {}
+                1 => r.action = Action::Errno(libc::EPERM),
+                _ => r.conditions = vec![Condition::parse("arg0 == 7").unwrap()],
+            }
+            rules.push(r);
+        }
+        assert!(rules.len() > 300, "{}", rules.len());
+        let prog = compile(&rules, Exec::Initial, false).unwrap();
+        // The root's lower half alone is longer than a conditional jump can skip.
+        assert!(prog.len() > 2 * 255 + 2, "{}", prog.len());
+        for nr in 0..1100u32 {
+            for arg0 in [0, 7] {
+                let d = SeccompData {
+                    nr,
+                    arch: AUDIT_ARCH_X86_64,
+                    instruction_pointer: 0,
+                    args: [arg0, 0, 0, 0, 0, 0],
+                };
+                let got = bpf::run(prog.insns(), &d).unwrap();
+                assert_eq!(
+                    got,
+                    reference(&rules, Exec::Initial, &d),
+                    "nr {nr} arg0 {arg0}"
+                );
+            }
+        }
     }
 
     /// What the filter must return, worked out from the rules directly.
