@@ -143,13 +143,8 @@ pub fn compile(rules: &[Rule], exec: Exec, learn: bool) -> Result<Filter, Seccom
     // the table is a violation) is one interval of it. Only calls with conditions or
     // a core check get a block of their own. Every instruction left out is one the
     // kernel need not check and JIT when the filter is loaded.
-    let bodies: Vec<(&Entry, Label)> = entries
-        .values()
-        .filter(|e| answer(e).is_none())
-        .map(|e| (e, asm.label()))
-        .collect();
+    let mut bodies: Vec<(&Entry, Label)> = Vec::new();
     let mut segments: Vec<Segment> = Vec::new();
-    let mut next_body = bodies.iter();
     let mut push = |lo: u32, leaf: Leaf2| match segments.last() {
         Some(last) if last.leaf == leaf && matches!(leaf, Leaf2::Ret(_)) => {}
         _ => segments.push(Segment { lo, leaf }),
@@ -162,10 +157,9 @@ pub fn compile(rules: &[Rule], exec: Exec, learn: bool) -> Result<Filter, Seccom
         match answer(entry) {
             Some(ret) => push(nr, Leaf2::Ret(ret)),
             None => {
-                let (_, label) = next_body
-                    .next()
-                    .expect("one body per entry without an answer");
-                push(nr, Leaf2::Body(*label));
+                let label = asm.label();
+                bodies.push((entry, label));
+                push(nr, Leaf2::Body(label));
             }
         }
         expect = nr + 1;
