@@ -8,6 +8,10 @@
 //! limit at [`FILL_RATE`] (but at least every [`SAMPLE`], at most every
 //! [`MIN_SAMPLE`]), so far from the limit it looks rarely and near it often; what the
 //! program can add between two looks is then a small part of the limit.
+//!
+//! That bound holds only while this thread gets a CPU when its timer fires: nothing
+//! unprivileged can make it preempt the program, and on a host whose CPUs are busy
+//! the look comes late by the scheduler's delay. A hard bound needs a cgroup.
 
 use super::accounting;
 use crate::jail::sys;
