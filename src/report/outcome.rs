@@ -178,13 +178,14 @@ impl Outcome {
         let (status, exit_code, signal) = verdict(&run.observed);
         let ran = status != Status::SetupError;
         let f = &run.figures;
+        let (cpu_time_ms, user_time_ms, system_time_ms) = f.cpu_ms();
         Outcome {
             status,
             exit_code: exit_code.filter(|_| ran),
             signal: signal.filter(|_| ran),
-            cpu_time_ms: f.user_ms + f.system_ms,
-            user_time_ms: f.user_ms,
-            system_time_ms: f.system_ms,
+            cpu_time_ms,
+            user_time_ms,
+            system_time_ms,
             wall_time_ms: f.wall_ms,
             peak_memory_kib: f.peak_kib,
             violation: run.observed.violation.clone(),

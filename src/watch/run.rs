@@ -104,8 +104,10 @@ pub struct Observed {
 /// larger of the peaks read as processes exited and the monitor's samples.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Figures {
-    pub user_ms: u64,
-    pub system_ms: u64,
+    /// Kept as read (microseconds from a cgroup, from rusage): rounding user and system
+    /// time apart would make their sum fall a millisecond short of the limit it reached.
+    pub user: Duration,
+    pub system: Duration,
     pub wall_ms: u64,
     pub peak_kib: u64,
     /// The largest peak resident set of any of the program's processes, read as each
@@ -315,22 +317,33 @@ fn run_cgroup(
 }
 
 impl Figures {
+    /// CPU, user and system time in whole milliseconds: the sum rounded once, and system
+    /// time what is left of it after user time, so the three add up and a run that
+    /// reached a limit of whole milliseconds reports at least that limit.
+    pub fn cpu_ms(&self) -> (u64, u64, u64) {
+        let cpu = (self.user + self.system).as_millis() as u64;
+        let user = self.user.as_millis() as u64;
+        (cpu, user, cpu - user)
+    }
+
     fn collect(watch: &Watch, cg: Option<&RunCgroup>, m: Mechanisms) -> Figures {
-        let ms = |tv: libc::timeval| tv.tv_sec as u64 * 1000 + tv.tv_usec as u64 / 1000;
-        let (mut user, mut system) = watch
-            .rusage
-            .map_or((0, 0), |ru| (ms(ru.ru_utime), ms(ru.ru_stime)));
+        let dur = |tv: libc::timeval| {
+            Duration::new(tv.tv_sec as u64, 0) + Duration::from_micros(tv.tv_usec as u64)
+        };
+        let (mut user, mut system) = watch.rusage.map_or((Duration::ZERO, Duration::ZERO), |ru| {
+            (dur(ru.ru_utime), dur(ru.ru_stime))
+        });
         let exit_peak_kib = watch.exit_peak / 1024;
         let cg_cpu = cg
             .filter(|_| m.cpu != Mechanism::None)
             .and_then(RunCgroup::cpu_time);
         let better = match (cg_cpu, watch.sampled_cpu) {
             (Some(c), _) => Some(c),
-            (None, Some((u, s))) if u + s > Duration::from_millis(user + system) => Some((u, s)),
+            (None, Some((u, s))) if u + s > user + system => Some((u, s)),
             _ => None,
         };
-        if let Some((u, s)) = better {
-            (user, system) = (u.as_millis() as u64, s.as_millis() as u64);
+        if let Some(times) = better {
+            (user, system) = times;
         }
         let peak_kib = match cg
             .filter(|_| m.memory != Mechanism::None)
@@ -340,8 +353,8 @@ impl Figures {
             None => exit_peak_kib.max(watch.sampled_peak / 1024),
         };
         Figures {
-            user_ms: user,
-            system_ms: system,
+            user,
+            system,
             wall_ms: watch.wall_time.as_millis() as u64,
             peak_kib,
             exit_peak_kib,
@@ -382,9 +395,7 @@ fn observe(
         // The RLIMIT_CPU backstop ends a process with SIGXCPU (soft) or SIGKILL (hard).
         cpu_time: watch.exceeded.cpu_time
             || limits.cpu_time.is_some_and(|c| {
-                died_of(libc::SIGXCPU)
-                    || (died_of(libc::SIGKILL)
-                        && Duration::from_millis(f.user_ms + f.system_ms) >= c)
+                died_of(libc::SIGXCPU) || (died_of(libc::SIGKILL) && f.user + f.system >= c)
             }),
         output: watch.exceeded.output || (limits.file_size.is_some() && died_of(libc::SIGXFSZ)),
     };
@@ -394,5 +405,28 @@ fn observe(
         exceeded,
         setup_failure,
         cancelled: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_time_is_rounded_once_and_adds_up() {
+        // From a cgroup's cpu.stat of a run ended at its 2 s limit: rounding user and
+        // system apart gave 1996 + 3 = 1999 ms, under the limit it reached.
+        let f = Figures {
+            user: Duration::from_micros(1_996_900),
+            system: Duration::from_micros(3_200),
+            ..Figures::default()
+        };
+        assert_eq!(f.cpu_ms(), (2000, 1996, 4));
+        let f = Figures {
+            user: Duration::from_micros(999),
+            system: Duration::from_micros(999),
+            ..Figures::default()
+        };
+        assert_eq!(f.cpu_ms(), (1, 0, 1));
     }
 }
