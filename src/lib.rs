@@ -57,6 +57,7 @@ pub use config::layers::listing as profile_listing;
 pub use config::limits::{Limit, Limits};
 pub use config::policy::{Bind, FileIn, FileOut, Overrides, Policy, PolicyError, Workdir};
 pub use config::{limits, units};
+pub use jail::pool::{Pool, PoolStats};
 pub use jail::spawn::JailError;
 pub use plan::cache::PlanCache;
 pub use plan::{Plan, PlanError};

@@ -312,6 +312,7 @@ fn run_as(a: &RunArgs, learn: bool) -> Result<(Plan, moat::Outcome), u8> {
         stderr: a.stderr.clone(),
         cgroup: a.cgroup.clone(),
         cancel: Some(cancel_by_handlers()),
+        pool: None,
     };
     let mut timings = moat::Timings::default();
     if let Some(s) = STARTED.get() {
@@ -558,6 +559,7 @@ fn exec(a: &ExecArgs) -> u8 {
             let opts = moat::request::ExecOptions {
                 cgroup: a.cgroup.clone(),
                 cancel: Some(cancel.clone()),
+                pool: None,
             };
             moat::request::exec_with(&r, &moat::request::FileCache::default(), &opts)
         }
@@ -598,6 +600,7 @@ fn batch(a: &BatchArgs) -> u8 {
         exec: moat::request::ExecOptions {
             cgroup: a.cgroup.clone(),
             cancel: Some(cancel.clone()),
+            pool: None,
         },
     };
     let cache = moat::request::FileCache::new(a.cache_size);

@@ -165,6 +165,7 @@ fn a_cancelled_request_ends_every_command_at_once() {
     let opts = ExecOptions {
         cgroup: None,
         cancel: Some(cancel.clone()),
+        pool: None,
     };
     let mut a = sh("sleep 30");
     a.stdout = Output::Pipe("p".into());

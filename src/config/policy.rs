@@ -9,6 +9,9 @@ use crate::seccomp::Rule;
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
+/// The program's uid and gid inside the jail when the profile names none.
+pub const DEFAULT_ID: u32 = 1000;
+
 /// A host path mounted into the jail.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Bind {
@@ -431,8 +434,8 @@ impl Policy {
                 .map(|l| PathBuf::from(&l.source.origin))
                 .collect(),
             hostname: acc.hostname.unwrap_or_else(|| "sandbox".to_string()),
-            uid: acc.uid.unwrap_or(1000),
-            gid: acc.gid.unwrap_or(1000),
+            uid: acc.uid.unwrap_or(DEFAULT_ID),
+            gid: acc.gid.unwrap_or(DEFAULT_ID),
             cwd,
             env: env.into_iter().collect(),
             allow_exec: acc.allow_exec.unwrap_or(false),

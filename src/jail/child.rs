@@ -32,16 +32,16 @@ pub enum Open {
 }
 
 /// Everything the child touches, prepared in the parent before the clone.
-pub struct Prepared {
-    pub mounts: MountOps,
-    pub hostname: CString,
-    pub program: CString,
+pub struct Prepared<'a> {
+    pub mounts: &'a MountOps,
+    pub hostname: &'a CString,
+    pub program: &'a CString,
     /// NUL-terminated arrays of pointers into the plan's argv and envp.
     pub argv: Vec<*const libc::c_char>,
     pub envp: Vec<*const libc::c_char>,
-    pub cwd: CString,
+    pub cwd: &'a CString,
     pub filter: libc::sock_fprog,
-    pub rlimits: Vec<(crate::config::limits::Resource, libc::rlimit)>,
+    pub rlimits: &'a [(crate::config::limits::Resource, libc::rlimit)],
     pub uid: u32,
     pub gid: u32,
     pub drop_groups: bool,
@@ -58,10 +58,10 @@ pub struct Prepared {
     /// What init keeps open when it starts, sorted: err_fd, ctl_fd and the sources.
     pub keep: Vec<RawFd>,
     /// Work-dir files opened by the program's process, in order.
-    pub opens: Vec<Open>,
+    pub opens: &'a [Open],
     /// The work dir inside, if there is one: init sends the parent a descriptor for it,
     /// from which files are copied out once the jail is gone.
-    pub workdir: Option<CString>,
+    pub workdir: Option<&'a CString>,
     /// moat's command line in memory (arg_start, arg_end from /proc/self/stat), which
     /// init wipes: it never execs, and /proc/1/cmdline would show it to the program.
     pub args_area: Option<(usize, usize)>,
@@ -140,7 +140,7 @@ fn block_sigchld() {
 /// Closes every descriptor but those in `keep` (sorted), so nothing the parent holds,
 /// including other jails' pipes opened by other threads, reaches the jail. No
 /// allocation.
-fn close_fds_except(keep: &[RawFd]) {
+pub fn close_fds_except(keep: &[RawFd]) {
     let mut from: libc::c_uint = 0;
     for &k in keep {
         if k < 0 || (k as libc::c_uint) < from {
@@ -221,7 +221,7 @@ fn await_go(p: &Prepared) {
 
 /// Opens the work-dir files the program reads or writes as its stdio. No allocation.
 fn open_files(p: &Prepared) {
-    for open in &p.opens {
+    for open in p.opens {
         let (target, got) = match open {
             Open::File {
                 target,
@@ -245,15 +245,25 @@ fn open_files(p: &Prepared) {
     }
 }
 
-/// The jail's first process (PID 1 inside). Never returns.
-pub fn init_main(p: &Prepared) -> ! {
-    // Die with moat: until the monitor is attached (EXITKILL) this is what takes the
-    // jail down if moat is killed.
+/// Dies with the parent: until the monitor is attached (EXITKILL) this is what takes
+/// the jail down if moat is killed. No allocation.
+pub fn die_with_parent() {
     // SAFETY: a prctl with integer arguments on ourselves.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+}
+
+/// The jail's first process (PID 1 inside). Never returns.
+pub fn init_main(p: &Prepared) -> ! {
+    die_with_parent();
     close_fds_except(&p.keep);
     // The parent's first go: the id maps are written.
     await_go(p);
+    init_go(p)
+}
+
+/// init from the parent's first go on (the id maps written, the monitor attached): a
+/// jail made ahead enters here once its order has come. Never returns.
+pub fn init_go(p: &Prepared) -> ! {
     // The run's descriptors (files, pipes, the output relay's pipes).
     place_fds(p);
     // Init is a copy of moat's memory and runs as the same uid as the program:
@@ -347,7 +357,7 @@ fn program_main(p: &Prepared) -> ! {
     {
         fail(p, Stage::Signals, 0, errno());
     }
-    if let Err(e) = sys::chdir(&p.cwd) {
+    if let Err(e) = sys::chdir(p.cwd) {
         fail(p, Stage::Chdir, 0, e);
     }
     open_files(p);

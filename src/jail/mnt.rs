@@ -7,6 +7,7 @@
 
 use super::stage::Stage;
 use super::sys;
+use super::wire::{Malformed, Reader, Writer};
 use crate::plan::rootfs::{Step, Tree};
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -303,6 +304,101 @@ impl MountOps {
     }
 }
 
+impl MountOps {
+    /// Writes the ops for a jail made ahead (see `super::wire`).
+    pub fn encode(&self, w: &mut Writer) {
+        w.cstr(&self.root_data);
+        w.u64(self.ops.len() as u64);
+        for (step, op) in &self.ops {
+            w.u32(*step);
+            match op {
+                Op::Mkdir(path) => {
+                    w.u8(0);
+                    w.cstr(path);
+                }
+                Op::Symlink { target, path } => {
+                    w.u8(1);
+                    w.cstr(target);
+                    w.cstr(path);
+                }
+                Op::Touch(path) => {
+                    w.u8(2);
+                    w.cstr(path);
+                }
+                Op::Write { path, data, mode } => {
+                    w.u8(3);
+                    w.cstr(path);
+                    w.bytes(data);
+                    w.u32(*mode);
+                }
+                Op::Mount {
+                    src,
+                    dst,
+                    fstype,
+                    flags,
+                    data,
+                } => {
+                    w.u8(4);
+                    w.opt_cstr(src.as_ref());
+                    w.cstr(dst);
+                    w.opt_cstr(fstype.as_ref());
+                    w.u64(*flags);
+                    w.opt_cstr(data.as_ref());
+                }
+                Op::Restrict {
+                    dst,
+                    attr_set,
+                    remount_flags,
+                } => {
+                    w.u8(5);
+                    w.cstr(dst);
+                    w.u64(*attr_set);
+                    w.u64(*remount_flags);
+                }
+            }
+        }
+    }
+
+    /// Reads back what [`MountOps::encode`] wrote. Runs in a jail made ahead, whose
+    /// parent is single-threaded: it may allocate.
+    pub fn decode(r: &mut Reader) -> Result<MountOps, Malformed> {
+        let root_data = r.cstr("root tmpfs options")?;
+        let n = r.count(5, "mount ops")?;
+        let mut ops = Vec::with_capacity(n);
+        for _ in 0..n {
+            let step = r.u32("mount step")?;
+            let op = match r.u8("mount op")? {
+                0 => Op::Mkdir(r.cstr("mkdir")?),
+                1 => Op::Symlink {
+                    target: r.cstr("symlink target")?,
+                    path: r.cstr("symlink")?,
+                },
+                2 => Op::Touch(r.cstr("touch")?),
+                3 => Op::Write {
+                    path: r.cstr("file")?,
+                    data: Arc::from(r.bytes("file contents")?),
+                    mode: r.u32("file mode")?,
+                },
+                4 => Op::Mount {
+                    src: r.opt_cstr("mount source")?,
+                    dst: r.cstr("mount target")?,
+                    fstype: r.opt_cstr("mount type")?,
+                    flags: r.u64("mount flags")?,
+                    data: r.opt_cstr("mount options")?,
+                },
+                5 => Op::Restrict {
+                    dst: r.cstr("restricted mount")?,
+                    attr_set: r.u64("mount attributes")?,
+                    remount_flags: r.u64("remount flags")?,
+                },
+                _ => return Err(Malformed("mount op")),
+            };
+            ops.push((step, op));
+        }
+        Ok(MountOps { ops, root_data })
+    }
+}
+
 /// Runs one prepared op. Child side: no allocation.
 fn run(op: &Op) -> Result<(), i32> {
     match op {
@@ -417,6 +513,16 @@ mod tests {
             Step::Seal { dst: "/dev".into() },
         ]);
         let m = MountOps::prepare(&t).unwrap();
+        // What a jail made ahead reads back is the same program, op for op.
+        let mut w = Writer::default();
+        m.encode(&mut w);
+        let mut r = Reader::new(&w.bytes);
+        let back = MountOps::decode(&mut r).unwrap();
+        assert!(r.finished());
+        assert_eq!(format!("{back:?}"), format!("{m:?}"));
+        for cut in [0, 1, w.bytes.len() / 2, w.bytes.len() - 1] {
+            assert!(MountOps::decode(&mut Reader::new(&w.bytes[..cut])).is_err());
+        }
         assert_eq!(s(&m.root_data), "size=1048576,mode=755");
         let steps: Vec<u32> = m.ops.iter().map(|(i, _)| *i).collect();
         assert_eq!(steps, [0, 1, 2, 3, 3, 3, 4, 4, 4, 5, 5, 5, 6, 6, 7, 7, 8]);

@@ -4,15 +4,15 @@
 //! dir), let the caller place it (in a cgroup), then let it start the program. What
 //! the child does is in [`super::child`].
 
-use super::child::{init_main, Open, Prepared, MAX_FDS};
-use super::mnt::{MountOps, NulInPath};
+use super::child::{init_main, MAX_FDS};
+use super::mnt::NulInPath;
+use super::order::Order;
+use super::pool::PreJail;
 use super::stage::ChildFailure;
 use super::sys;
 use crate::plan::{Plan, NAMESPACES};
-use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,7 +62,7 @@ fn sys_err(what: &'static str) -> impl FnOnce(io::Error) -> JailError {
 }
 
 /// The start and end of this process's argv strings (they never move), read once.
-fn args_area() -> Option<(usize, usize)> {
+pub(crate) fn args_area() -> Option<(usize, usize)> {
     static AREA: std::sync::OnceLock<Option<(usize, usize)>> = std::sync::OnceLock::new();
     *AREA.get_or_init(read_args_area)
 }
@@ -78,10 +78,6 @@ fn read_args_area() -> Option<(usize, usize)> {
     let start = fields.get(48 - 3)?.parse().ok()?;
     let end = fields.get(49 - 3)?.parse().ok()?;
     (start != 0 && end > start).then_some((start, end))
-}
-
-fn cstring(bytes: &[u8]) -> Result<CString, JailError> {
-    CString::new(bytes).map_err(|_| JailError::Nul(String::from_utf8_lossy(bytes).into_owned()))
 }
 
 /// This thread pinned to the CPU it runs on while the jail is set up, and the mask it
@@ -169,106 +165,6 @@ impl Wiring {
         }
         Ok(seen.last().copied().unwrap_or(2).max(2))
     }
-}
-
-fn prepare(
-    plan: &Plan,
-    err_fd: RawFd,
-    ctl_fd: RawFd,
-    wiring: &Wiring,
-    fd_base: RawFd,
-    cpus: Option<libc::cpu_set_t>,
-    await_placement: bool,
-) -> Result<Prepared, JailError> {
-    let ptrs = |v: &[CString]| {
-        v.iter()
-            .map(|s| s.as_ptr())
-            .chain(std::iter::once(std::ptr::null()))
-            .collect::<Vec<_>>()
-    };
-    let insns = plan.filter.insns();
-    Ok(Prepared {
-        mounts: MountOps::prepare(&plan.tree)?,
-        hostname: cstring(plan.policy.hostname.as_bytes())?,
-        program: cstring(plan.program.as_os_str().as_bytes())?,
-        argv: ptrs(&plan.argv),
-        envp: ptrs(&plan.envp),
-        cwd: cstring(plan.policy.cwd.as_os_str().as_bytes())?,
-        filter: libc::sock_fprog {
-            // The compiler refuses programs longer than the kernel's 4096 instructions.
-            len: u16::try_from(insns.len()).map_err(|_| JailError::Nul("filter".into()))?,
-            filter: insns.as_ptr() as *mut libc::sock_filter,
-        },
-        rlimits: plan
-            .rlimits
-            .iter()
-            .map(|&(r, soft, hard)| {
-                (
-                    r,
-                    libc::rlimit {
-                        rlim_cur: soft,
-                        rlim_max: hard,
-                    },
-                )
-            })
-            .collect(),
-        uid: plan.ids.inside_uid,
-        gid: plan.ids.inside_gid,
-        drop_groups: plan.ids.may_setgroups(),
-        err_fd,
-        ctl_fd,
-        fds: wiring.fds.clone(),
-        fd_base,
-        keep: {
-            let mut keep: Vec<RawFd> = wiring.fds.iter().map(|(_, s)| *s).collect();
-            keep.extend([err_fd, ctl_fd]);
-            keep.sort_unstable();
-            keep.dedup();
-            keep
-        },
-        opens: wiring
-            .opens
-            .iter()
-            .map(|(target, how)| {
-                let target = *target;
-                Ok(match how {
-                    WorkdirOpen::Read(path) => Open::File {
-                        target,
-                        path: cstring(path.as_os_str().as_bytes())?,
-                        flags: libc::O_RDONLY | libc::O_NOCTTY,
-                    },
-                    WorkdirOpen::Write(path) => Open::File {
-                        target,
-                        path: cstring(path.as_os_str().as_bytes())?,
-                        flags: libc::O_WRONLY
-                            | libc::O_CREAT
-                            | libc::O_TRUNC
-                            | libc::O_NOCTTY
-                            | libc::O_NOFOLLOW,
-                    },
-                    WorkdirOpen::SameAs(other) => Open::Same {
-                        target,
-                        same_as: *other,
-                    },
-                })
-            })
-            .collect::<Result<_, JailError>>()?,
-        workdir: plan
-            .policy
-            .workdir
-            .as_ref()
-            .map(|w| cstring(w.path.as_os_str().as_bytes()))
-            .transpose()?,
-        args_area: args_area(),
-        loopback: plan.loopback,
-        cpus,
-        await_placement,
-        wall: plan.policy.limits.wall_time.map(|w| libc::timeval {
-            tv_sec: w.as_secs() as _,
-            // Rounded up: the timer must not fire before the deadline.
-            tv_usec: (w.subsec_nanos().div_ceil(1000)) as _,
-        }),
-    })
 }
 
 fn kill_init(init: libc::pid_t, pidfd: Option<&OwnedFd>) {
@@ -397,15 +293,16 @@ pub fn spawn(
     // SAFETY: fcntl on a descriptor we own.
     unsafe { libc::fcntl(err_r.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
     let pin = Pin::here();
-    let prepared = prepare(
-        plan,
+    let order = Order::new(plan, wiring, before_start.is_some())?;
+    let sources: Vec<RawFd> = wiring.fds.iter().map(|(_, s)| *s).collect();
+    let prepared = order.prepared(
         err_w.as_raw_fd(),
         ctl_child.as_raw_fd(),
-        wiring,
+        &sources,
         fd_base,
         pin.saved,
-        before_start.is_some(),
-    )?;
+        args_area(),
+    );
 
     let mut flags: libc::c_int = NAMESPACES.iter().fold(0, |acc, (_, f)| acc | f);
     let pid = loop {
@@ -427,7 +324,7 @@ pub fn spawn(
     drop(err_w);
     drop(ctl_child);
 
-    let mut jail = Jail {
+    let jail = Jail {
         init: pid,
         pidfd: sys::pidfd_open(pid).ok().map(Arc::new),
         errors: err_r,
@@ -440,36 +337,67 @@ pub fn spawn(
             released: None,
         },
     };
-    let abort = |jail: &Jail, e: JailError| {
+    if let Err(e) = plan.ids.write(pid) {
         jail.kill();
         reap(pid);
-        e
-    };
-
-    if let Err(e) = plan.ids.write(pid) {
-        return Err(abort(&jail, sys_err("writing the id maps")(e)));
+        return Err(sys_err("writing the id maps")(e));
     }
     // Attach before the child does anything: every process it starts is then traced
     // from birth, and EXITKILL kills the jail if moat itself dies.
-    // SAFETY: PTRACE_SEIZE of our own child with an options word.
-    let r = unsafe { libc::ptrace(libc::PTRACE_SEIZE, pid, 0, PTRACE_OPTIONS as libc::c_long) };
+    attach(&jail)?;
+    send_go(&jail, &ctl)?;
+    let jail = finish(jail, &ctl, plan, before_start)?;
+    drop(prepared);
+    drop(pin);
+    Ok(jail)
+}
+
+/// Kills a jail whose start failed and reaps it, giving back why.
+fn abort(jail: &Jail, e: JailError) -> JailError {
+    jail.kill();
+    reap(jail.init);
+    e
+}
+
+/// `PTRACE_SEIZE` of init with the monitor's options.
+fn attach(jail: &Jail) -> Result<(), JailError> {
+    // SAFETY: PTRACE_SEIZE of a process of ours with an options word.
+    let r = unsafe {
+        libc::ptrace(
+            libc::PTRACE_SEIZE,
+            jail.init,
+            0,
+            PTRACE_OPTIONS as libc::c_long,
+        )
+    };
     if r < 0 {
         return Err(abort(
-            &jail,
+            jail,
             sys_err("attaching the monitor (ptrace)")(io::Error::last_os_error()),
         ));
     }
-    let go = |jail: &Jail| {
-        sys::send_byte_with_fd(ctl.as_raw_fd(), b'g', -1).map_err(|e| {
-            abort(
-                jail,
-                sys_err("starting the jail")(io::Error::from_raw_os_error(e)),
-            )
-        })
-    };
-    go(&jail)?;
+    Ok(())
+}
+
+fn send_go(jail: &Jail, ctl: &OwnedFd) -> Result<(), JailError> {
+    sys::send_byte_with_fd(ctl.as_raw_fd(), b'g', -1).map_err(|e| {
+        abort(
+            jail,
+            sys_err("starting the jail")(io::Error::from_raw_os_error(e)),
+        )
+    })
+}
+
+/// The start from init's go on, the same for a jail cloned now and one made ahead:
+/// wait until init has built the root, let the caller place it, let it go.
+fn finish(
+    mut jail: Jail,
+    ctl: &OwnedFd,
+    plan: &Plan,
+    before_start: Option<&dyn Fn(libc::pid_t) -> io::Result<()>>,
+) -> Result<Jail, JailError> {
     jail.marks.attached = Some(std::time::Instant::now());
-    match await_ready(&ctl, &jail.errors, pid, plan.policy.limits.wall_time) {
+    match await_ready(ctl, &jail.errors, jail.init, plan.policy.limits.wall_time) {
         Err(e) => return Err(abort(&jail, e)),
         Ok(Setup::Ended) => {}
         Ok(Setup::Ready(workdir, stop)) => {
@@ -477,17 +405,60 @@ pub fn spawn(
             jail.workdir = workdir;
             jail.pending_stop = stop;
             if let Some(place) = before_start {
-                if let Err(e) = place(pid) {
+                if let Err(e) = place(jail.init) {
                     return Err(abort(&jail, sys_err("placing the jail in its cgroup")(e)));
                 }
-                go(&jail)?;
+                send_go(&jail, ctl)?;
             }
             jail.marks.released = Some(std::time::Instant::now());
         }
     }
-    drop(prepared);
-    drop(pin);
     Ok(jail)
+}
+
+/// Starts the run in a jail made ahead (see [`super::pool`]): attaches the monitor,
+/// then sends init the run's order with the program's descriptors. From init's "ready"
+/// on, the same as [`spawn`]. Must be called from the thread that will run the
+/// monitor.
+pub fn adopt(
+    pre: PreJail,
+    plan: &Plan,
+    wiring: &Wiring,
+    before_start: Option<&dyn Fn(libc::pid_t) -> io::Result<()>>,
+) -> Result<Jail, JailError> {
+    wiring.targets()?;
+    let (pid, pidfd, ctl) = pre.take();
+    let (err_r, err_w) = sys::pipe().map_err(sys_err("creating a pipe"))?;
+    // SAFETY: fcntl on a descriptor we own.
+    unsafe { libc::fcntl(err_r.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+    let jail = Jail {
+        init: pid,
+        pidfd: Some(Arc::new(pidfd)),
+        errors: err_r,
+        workdir: None,
+        pending_stop: None,
+        marks: Marks {
+            cloned: std::time::Instant::now(),
+            attached: None,
+            ready: None,
+            released: None,
+        },
+    };
+    attach(&jail)?;
+    let order = Order::new(plan, wiring, before_start.is_some()).map_err(|e| abort(&jail, e))?;
+    let bytes = order.encode();
+    let sent = sys::memfd_with(&bytes).and_then(|memfd| {
+        let mut head = [b'o', 0, 0, 0, 0, 0, 0, 0, 0];
+        head[1..].copy_from_slice(&(bytes.len() as u64).to_le_bytes());
+        let mut fds = vec![memfd.as_raw_fd(), err_w.as_raw_fd()];
+        fds.extend(wiring.fds.iter().map(|(_, s)| *s));
+        sys::send_with_fds(ctl.as_raw_fd(), &head, &fds)
+    });
+    drop(err_w);
+    if let Err(e) = sent {
+        return Err(abort(&jail, sys_err("sending the jail its order")(e)));
+    }
+    finish(jail, &ctl, plan, before_start)
 }
 
 /// Reaps init after a kill, so nothing is left behind: a traced child may first report

@@ -431,6 +431,154 @@ pub fn clear_cloexec(fd: RawFd) -> Result<(), i32> {
     check(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) })
 }
 
+/// Most descriptors one message of [`send_with_fds`] carries.
+pub const MAX_PASSED_FDS: usize = 72;
+
+/// Room for the control message of [`MAX_PASSED_FDS`] descriptors, aligned as a
+/// cmsghdr.
+#[repr(C, align(8))]
+struct ManyFds([u8; 16 + 4 * MAX_PASSED_FDS]);
+
+/// Sends `data` as one message (a SOCK_SEQPACKET socket keeps it whole) with `fds`
+/// attached. For the pool, on the parent's side: it may allocate.
+pub fn send_with_fds(sock: RawFd, data: &[u8], fds: &[RawFd]) -> io::Result<()> {
+    if fds.len() > MAX_PASSED_FDS {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{} descriptors in one message; at most {MAX_PASSED_FDS}",
+                fds.len()
+            ),
+        ));
+    }
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    let mut room = ManyFds([0; 16 + 4 * MAX_PASSED_FDS]);
+    let mut msg = message(&mut iov);
+    if !fds.is_empty() {
+        let len = std::mem::size_of_val(fds) as u32;
+        // SAFETY: CMSG_SPACE is arithmetic on a length.
+        msg.msg_controllen = unsafe { libc::CMSG_SPACE(len) } as _;
+        msg.msg_control = room.0.as_mut_ptr().cast();
+        // SAFETY: the control buffer holds a cmsghdr (16 bytes) and 4 bytes per
+        // descriptor up to MAX_PASSED_FDS, checked above, so the header and its data
+        // fit inside it.
+        unsafe {
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(len) as _;
+            std::ptr::copy_nonoverlapping(
+                fds.as_ptr(),
+                libc::CMSG_DATA(cmsg).cast::<RawFd>(),
+                fds.len(),
+            );
+        }
+    }
+    loop {
+        // SAFETY: sendmsg reads the message, its iovec and its control buffer, all
+        // alive here.
+        let n = unsafe { libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) };
+        if n >= 0 && n as usize == data.len() {
+            return Ok(());
+        }
+        if n < 0 && errno() == libc::EINTR {
+            continue;
+        }
+        return Err(if n < 0 {
+            io::Error::last_os_error()
+        } else {
+            io::Error::new(io::ErrorKind::WriteZero, "a message sent in part")
+        });
+    }
+}
+
+/// Receives one message of at most `buf.len()` bytes and the descriptors that came
+/// with it (close-on-exec). `None` at the end of the stream. A message cut short (it
+/// did not fit) is an error.
+pub fn recv_with_fds(sock: RawFd, buf: &mut [u8]) -> io::Result<Option<(usize, Vec<OwnedFd>)>> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let mut room = ManyFds([0; 16 + 4 * MAX_PASSED_FDS]);
+    let mut msg = message(&mut iov);
+    msg.msg_control = room.0.as_mut_ptr().cast();
+    msg.msg_controllen = room.0.len() as _;
+    let n = loop {
+        // SAFETY: recvmsg writes into the buffer and the control room, both alive here
+        // and as long as their lengths say.
+        let n = unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        if n < 0 && errno() == libc::EINTR {
+            continue;
+        }
+        break n;
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut fds = Vec::new();
+    // SAFETY: the kernel filled msg_control with msg_controllen bytes of control
+    // messages; CMSG_FIRSTHDR/NXTHDR stay inside them, and each SCM_RIGHTS carries
+    // (cmsg_len - CMSG_LEN(0)) / 4 descriptors, now ours.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                let count = ((*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize) / 4;
+                let data = libc::CMSG_DATA(cmsg).cast::<RawFd>();
+                for i in 0..count {
+                    fds.push(OwnedFd::from_raw_fd(std::ptr::read_unaligned(data.add(i))));
+                }
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    if msg.msg_flags & (libc::MSG_TRUNC | libc::MSG_CTRUNC) != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "a message or its descriptors did not fit",
+        ));
+    }
+    if n == 0 && fds.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some((n as usize, fds)))
+}
+
+/// A sealed-size anonymous file holding `bytes`, for handing data too large for one
+/// message to another process.
+pub fn memfd_with(bytes: &[u8]) -> io::Result<OwnedFd> {
+    // SAFETY: memfd_create with a static NUL-terminated name and flags.
+    let fd = unsafe { libc::memfd_create(c"moat-order".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor owned by no one else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut at = 0;
+    while at < bytes.len() {
+        // SAFETY: write from a live slice of the given length.
+        let n = unsafe {
+            libc::write(
+                fd.as_raw_fd(),
+                bytes[at..].as_ptr().cast(),
+                bytes.len() - at,
+            )
+        };
+        if n < 0 && errno() == libc::EINTR {
+            continue;
+        }
+        if n <= 0 {
+            return Err(io::Error::last_os_error());
+        }
+        at += n as usize;
+    }
+    Ok(fd)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -33,6 +33,8 @@ pub struct ExecOptions {
     pub cgroup: Option<PathBuf>,
     /// Ends every run of the request (each then ends as `cancelled`).
     pub cancel: Option<Cancel>,
+    /// Jails made ahead to run the commands in (see [`crate::Pool`]).
+    pub pool: Option<std::sync::Arc<crate::Pool>>,
 }
 
 /// Runs a request with a cache of its own: files one command caches are there for the
@@ -199,6 +201,7 @@ impl Shared<'_> {
         let opts = RunOptions {
             cgroup: self.opts.cgroup.clone(),
             cancel: self.opts.cancel.clone(),
+            pool: self.opts.pool.clone(),
             ..RunOptions::default()
         };
         let ran = match run::run_io(&plan, io, &opts, None) {

@@ -13,12 +13,13 @@ use super::monitor::{self, Exceeded, Violation, Watch};
 use super::stdio::{Input, Output, Stdio, StdioError};
 use super::timings::Timings;
 use crate::config::limits::Limit;
+use crate::jail::pool::Pool;
 use crate::jail::spawn::{self, Jail, JailError};
 use crate::jail::stage::{ChildFailure, Stage};
 use crate::plan::Plan;
 use std::os::fd::{OwnedFd, RawFd};
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How one run is wired to the world, beyond what the plan says.
@@ -35,6 +36,9 @@ pub struct RunOptions {
     pub cgroup: Option<PathBuf>,
     /// A token that ends the run from outside (the run then ends as `cancelled`).
     pub cancel: Option<Cancel>,
+    /// Jails made ahead to start the run in (see [`Pool`]); without one the run clones
+    /// its own.
+    pub pool: Option<Arc<Pool>>,
 }
 
 /// The program's descriptors for one run: what [`RunOptions`] names, or, for a
@@ -182,7 +186,13 @@ pub fn run_io(
     let place = |pid: libc::pid_t| cg.as_ref().map_or(Ok(()), |c| c.add(pid));
     let before_start: Option<&dyn Fn(libc::pid_t) -> std::io::Result<()>> =
         cg.is_some().then_some(&place);
-    let mut jail = spawn::spawn(plan, &stdio.wiring, before_start)?;
+    let mut jail = match &opts.pool {
+        Some(pool) => {
+            let pre = pool.take(plan)?;
+            spawn::adopt(pre, plan, &stdio.wiring, before_start)?
+        }
+        None => spawn::spawn(plan, &stdio.wiring, before_start)?,
+    };
     let registered = opts.cancel.as_ref().map(|c| c.register(&jail));
     // Only the jail may hold the write ends: the relay ends when its last writer does.
     drop(stdio.child_ends);
