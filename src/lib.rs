@@ -51,6 +51,7 @@ pub(crate) mod plan;
 pub(crate) mod report;
 pub mod request;
 pub(crate) mod seccomp;
+pub mod serve;
 pub(crate) mod watch;
 
 pub use config::layers::listing as profile_listing;

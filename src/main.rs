@@ -44,6 +44,10 @@ enum Command {
     /// request on stdout, in the order asked; files cached by one request are there for
     /// the later ones.
     Batch(BatchArgs),
+    /// Start a sandbox service speaking go-judge's REST API (POST /run, /file, /version,
+    /// /config) and moat's own requests (POST /moat/run), each run in a fresh jail from
+    /// a warm pool.
+    Serve(ServeArgs),
     /// List the profiles: the built-in ones and those in the profile directories.
     Profiles,
     /// Tell what this host supports and how to fix what is missing.
@@ -81,6 +85,114 @@ struct BatchArgs {
     /// A delegated cgroup v2 directory to create each run's cgroup in.
     #[arg(long, value_name = "DIR")]
     cgroup: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Where to listen: unix:PATH (a 0600 socket; default
+    /// $XDG_RUNTIME_DIR/moat.sock, or /run/moat/moat.sock for root) or
+    /// tcp:HOST:PORT (a non-loopback host needs --auth-token).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Requests must carry `Authorization: Bearer TOKEN` (all but /version, /config,
+    /// /healthz and /metrics). Also read from MOAT_AUTH_TOKEN.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "MOAT_AUTH_TOKEN",
+        hide_env_values = true
+    )]
+    auth_token: Option<String>,
+    /// Runs at once (default: the CPUs this process may use).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    parallelism: Option<u16>,
+    /// Jails made ahead and kept ready (0: every jail is made when its run starts).
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(0..=256))]
+    pre_fork: u16,
+    /// The profile of a command that names none ("moatProfile" in a command names one).
+    #[arg(long, value_name = "NAME", default_value = "gojudge")]
+    profile: String,
+    /// The most the file store holds, e.g. 1GiB.
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_size)]
+    file_store_size: u64,
+    /// How long a stored file is kept, e.g. 10m (default: until deleted).
+    #[arg(long, value_name = "TIME", value_parser = parse_duration)]
+    file_ttl: Option<std::time::Duration>,
+    /// A host directory whose files a request may copy in by "src" (repeatable; none:
+    /// no host file but /dev/null).
+    #[arg(long, value_name = "DIR")]
+    src_prefix: Vec<PathBuf>,
+    /// The largest request body, e.g. 64MiB (larger ones are refused before they are
+    /// read).
+    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_size)]
+    max_body: u64,
+    /// How long running requests may take to finish after SIGTERM before they are
+    /// cancelled.
+    #[arg(long, value_name = "TIME", default_value = "30s", value_parser = parse_duration)]
+    drain: std::time::Duration,
+    /// No log lines on stderr (one JSON line per request otherwise).
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    moat::units::parse_duration(s).map_err(|e| e.to_string())
+}
+
+fn serve(a: &ServeArgs) -> u8 {
+    // SIGTERM, SIGINT and SIGHUP are blocked before any thread exists (the pool's
+    // filler among them), so only the waiter of `cancel_on_signals` takes them.
+    let mut set = nix::sys::signal::SigSet::empty();
+    for sig in [
+        nix::sys::signal::Signal::SIGTERM,
+        nix::sys::signal::Signal::SIGINT,
+        nix::sys::signal::Signal::SIGHUP,
+    ] {
+        set.add(sig);
+    }
+    let _ = set.thread_block();
+    // The pool's fork server is forked next, while this process has one thread.
+    let pool = if a.pre_fork > 0 {
+        match moat::Pool::start(usize::from(a.pre_fork)) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                say(format!(
+                    "moat: cannot start the warm pool: {e}; see `moat check`"
+                ));
+                return 125;
+            }
+        }
+    } else {
+        None
+    };
+    let listen = match a.listen.as_deref().map(moat::serve::Listen::parse) {
+        None => moat::serve::Listen::default_unix(),
+        Some(Ok(l)) => l,
+        Some(Err(e)) => {
+            say(format!("moat: --listen {e}"));
+            return 2;
+        }
+    };
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let opts = moat::serve::ServeOptions {
+        listen,
+        auth_token: a.auth_token.clone().filter(|t| !t.is_empty()),
+        parallelism: a.parallelism.map_or(cpus, usize::from),
+        profile: a.profile.clone(),
+        store_bytes: a.file_store_size,
+        store_ttl: a.file_ttl,
+        src_prefix: a.src_prefix.clone(),
+        max_body: a.max_body,
+        drain: a.drain,
+        log: !a.quiet,
+    };
+    match moat::serve::serve(opts, pool, cancel_on_signals()) {
+        Ok(()) => 0,
+        Err(e) => {
+            say(format!("moat: {e}"));
+            125
+        }
+    }
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -647,6 +759,7 @@ fn main() -> ExitCode {
         },
         Command::Exec(a) => exec(a),
         Command::Batch(a) => batch(a),
+        Command::Serve(a) => serve(a),
         Command::Profiles => {
             let _ = std::io::stdout()
                 .lock()

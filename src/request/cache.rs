@@ -24,9 +24,17 @@ pub struct FileCache {
 
 #[derive(Debug, Default)]
 struct Inner {
-    files: HashMap<String, Cached>,
+    files: HashMap<String, Entry>,
     bytes: u64,
     next: u64,
+}
+
+#[derive(Debug)]
+struct Entry {
+    file: Cached,
+    /// The name it was stored under (a file service lists files by it).
+    name: String,
+    stored: std::time::Instant,
 }
 
 /// Why a file could not be cached.
@@ -81,7 +89,7 @@ impl FileCache {
                 format!("moat-{:016x}-{}", random_word(), inner.next)
             }
         };
-        let old = inner.files.get(&id).map_or(0, |c| c.data.len() as u64);
+        let old = inner.files.get(&id).map_or(0, |c| c.file.data.len() as u64);
         let size = data.len() as u64;
         let free = self.capacity.saturating_sub(inner.bytes - old);
         if size > free {
@@ -92,13 +100,62 @@ impl FileCache {
             });
         }
         inner.bytes = inner.bytes - old + size;
-        inner.files.insert(id.clone(), Cached { data, mode });
+        inner.files.insert(
+            id.clone(),
+            Entry {
+                file: Cached { data, mode },
+                name: String::new(),
+                stored: std::time::Instant::now(),
+            },
+        );
         Ok(id)
     }
 
     /// The file under `id`.
     pub fn get(&self, id: &str) -> Option<Cached> {
-        self.lock().files.get(id).cloned()
+        self.lock().files.get(id).map(|e| e.file.clone())
+    }
+
+    /// Names the file under `id` (what [`FileCache::list`] shows for it).
+    pub fn name(&self, id: &str, name: &str) {
+        if let Some(e) = self.lock().files.get_mut(id) {
+            e.name = name.to_string();
+        }
+    }
+
+    /// Every id with the name it was given (empty when none was).
+    pub fn list(&self) -> Vec<(String, String)> {
+        let mut all: Vec<_> = self
+            .lock()
+            .files
+            .iter()
+            .map(|(id, e)| (id.clone(), e.name.clone()))
+            .collect();
+        all.sort();
+        all
+    }
+
+    /// The name the file under `id` was given.
+    pub fn name_of(&self, id: &str) -> Option<String> {
+        self.lock().files.get(id).map(|e| e.name.clone())
+    }
+
+    /// Removes every file stored longer ago than `ttl`; how many went.
+    pub fn expire(&self, ttl: std::time::Duration) -> usize {
+        let mut inner = self.lock();
+        let now = std::time::Instant::now();
+        let old: Vec<String> = inner
+            .files
+            .iter()
+            .filter(|(_, e)| now.duration_since(e.stored) > ttl)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &old {
+            if let Some(e) = inner.files.remove(id) {
+                inner.bytes -= e.file.data.len() as u64;
+            }
+        }
+        old.len()
     }
 
     /// Removes the file under `id`; whether there was one.
@@ -106,7 +163,7 @@ impl FileCache {
         let mut inner = self.lock();
         match inner.files.remove(id) {
             Some(c) => {
-                inner.bytes -= c.data.len() as u64;
+                inner.bytes -= c.file.data.len() as u64;
                 true
             }
             None => false,
@@ -159,5 +216,12 @@ mod tests {
         assert!(!cache.remove(&b));
         assert_eq!(cache.usage(), (1, 7));
         assert!(cache.get("nope").is_none());
+        cache.name(&a, "a.out");
+        assert_eq!(cache.list(), [(a.clone(), "a.out".to_string())]);
+        assert_eq!(cache.name_of(&a).as_deref(), Some("a.out"));
+        assert_eq!(cache.expire(std::time::Duration::from_secs(60)), 0);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert_eq!(cache.expire(std::time::Duration::from_millis(1)), 1);
+        assert_eq!(cache.usage(), (0, 0));
     }
 }
