@@ -361,7 +361,7 @@ fn command(
         }
     }
     for (name, f) in &c.copy_in {
-        let fpath = format!("{path}.copyIn[{}]", Value::String(name.clone()));
+        let fpath = crate::request::key(&format!("{path}.copyIn"), name);
         let inside = match name.strip_prefix("/w/") {
             Some(rest) => rest.to_string(),
             None if name.starts_with('/') => {
