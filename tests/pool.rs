@@ -33,6 +33,10 @@ const CHECKS: &[(&str, Check)] = &[
         "the_pool_refills_and_leaves_nothing_behind",
         the_pool_refills_and_leaves_nothing_behind,
     ),
+    (
+        "a_caller_with_a_child_of_its_own_is_not_kept_waiting",
+        a_caller_with_a_child_of_its_own_is_not_kept_waiting,
+    ),
 ];
 
 fn main() {
@@ -203,4 +207,35 @@ fn the_pool_refills_and_leaves_nothing_behind(pool: &Arc<Pool>) {
     // The fork server holds the jails kept ready and nothing else: every jail a run
     // took is gone (no zombie waits for a reaper).
     assert_eq!(children_of(pool.server_pid()), 2);
+}
+
+fn a_caller_with_a_child_of_its_own_is_not_kept_waiting(pool: &Arc<Pool>) {
+    // This thread's own child: the monitor must neither wait for it nor reap it.
+    let mut mine = std::process::Command::new("/bin/sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    for pooled in [None, Some(pool.clone())] {
+        let opts = ExecOptions {
+            pool: pooled,
+            ..ExecOptions::default()
+        };
+        let began = std::time::Instant::now();
+        let r = moat::request::exec_with(
+            &Request {
+                commands: vec![sh("echo done")],
+                ..Request::default()
+            },
+            &FileCache::default(),
+            &opts,
+        );
+        assert_eq!(stdout(&r, 0), "done\n");
+        assert!(began.elapsed() < std::time::Duration::from_secs(10));
+    }
+    assert!(
+        mine.try_wait().unwrap().is_none(),
+        "the caller's child was reaped by the monitor"
+    );
+    mine.kill().unwrap();
+    assert!(!mine.wait().unwrap().success());
 }

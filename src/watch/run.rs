@@ -183,47 +183,30 @@ pub fn run_io(
     let mechanisms = cg.as_ref().map_or(Mechanisms::NONE, RunCgroup::mechanisms);
 
     let started = Instant::now();
-    let place = |pid: libc::pid_t| cg.as_ref().map_or(Ok(()), |c| c.add(pid));
-    let before_start: Option<&dyn Fn(libc::pid_t) -> std::io::Result<()>> =
-        cg.is_some().then_some(&place);
-    let mut jail = match &opts.pool {
-        Some(pool) => {
-            let pre = pool.take(plan)?;
-            spawn::adopt(pre, plan, &stdio.wiring, before_start)?
-        }
-        None => spawn::spawn(plan, &stdio.wiring, before_start)?,
+    let go = |hook: Option<&mut dyn Hook>| {
+        start_and_watch(plan, opts, stdio, cg.as_ref(), &enforcement, started, hook)
     };
-    let registered = opts.cancel.as_ref().map(|c| c.register(&jail));
-    // Only the jail may hold the write ends: the relay ends when its last writer does.
-    drop(stdio.child_ends);
-
-    let cg_cpu = || {
-        cg.as_ref()
-            .and_then(RunCgroup::cpu_time)
-            .map(|(u, s)| u + s)
+    // The monitor waits for "any child or tracee of this thread" until there is none;
+    // a child this thread started before (a library caller's own) would keep it
+    // waiting, and its exit would be taken from its owner. Such a thread hands the run
+    // to a fresh one, which has no child.
+    let (mut jail, watch) = match hook {
+        Some(h) => go(Some(h))?,
+        None if has_children() => std::thread::scope(|s| {
+            std::thread::Builder::new()
+                .name("moat-monitor".into())
+                .spawn_scoped(s, || go(None))
+                .map_err(|e| {
+                    RunError::Jail(JailError::Sys {
+                        what: "starting the monitor's thread",
+                        source: e,
+                    })
+                })?
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p))
+        })?,
+        None => go(None)?,
     };
-    let cpu_source: Option<&(dyn Fn() -> Option<Duration> + Sync)> =
-        enforcement.by_cgroup(Limit::CpuTime).then_some(&cg_cpu);
-    let supervision = monitor::Supervision {
-        filter: &plan.filter,
-        started,
-        wall: limits.wall_time,
-        cpu: limits.cpu_time,
-        cpu_source,
-        // A cgroup's memory limit is the kernel's to enforce.
-        memory: enforcement.value_if(Limit::Memory, Enforcer::Monitor),
-        tmpfs: Stored {
-            mounts: plan.policy.tmpfs.iter().map(|t| t.path.clone()).collect(),
-            workdir: jail
-                .workdir
-                .as_ref()
-                .map(|fd| (std::os::fd::AsRawFd::as_raw_fd(fd), put_in_bytes(plan))),
-        },
-        relay: stdio.relay,
-        output_cap: limits.output.unwrap_or(u64::MAX),
-    };
-    let watch = monitor::watch(&jail, supervision, hook);
-    drop(registered);
     let figures = Figures::collect(&watch, cg.as_ref(), mechanisms);
     let mut observed = observe(plan, &jail, &watch, &figures, &enforcement, cg.as_ref());
     observed.cancelled = opts.cancel.as_ref().and_then(Cancel::cancelled);
@@ -267,6 +250,65 @@ pub fn run_io(
         files_out,
         timings,
     })
+}
+
+/// Whether the calling thread has a child process (a run's own are gone by now).
+fn has_children() -> bool {
+    std::fs::read("/proc/thread-self/children")
+        .map_or(true, |c| c.iter().any(|b| !b.is_ascii_whitespace()))
+}
+
+/// Starts the jail (cloned now, or taken from the pool) and watches it to its end, on
+/// the calling thread: ptrace ties the jail to the thread that attached it.
+#[allow(clippy::too_many_arguments)]
+fn start_and_watch(
+    plan: &Plan,
+    opts: &RunOptions,
+    stdio: Stdio,
+    cg: Option<&RunCgroup>,
+    enforcement: &Enforcement,
+    started: Instant,
+    hook: Option<&mut dyn Hook>,
+) -> Result<(Jail, Watch), RunError> {
+    let limits = &plan.policy.limits;
+    let place = |pid: libc::pid_t| cg.map_or(Ok(()), |c| c.add(pid));
+    let before_start: Option<&dyn Fn(libc::pid_t) -> std::io::Result<()>> =
+        cg.is_some().then_some(&place);
+    let jail = match &opts.pool {
+        Some(pool) => {
+            let pre = pool.take(plan)?;
+            spawn::adopt(pre, plan, &stdio.wiring, before_start)?
+        }
+        None => spawn::spawn(plan, &stdio.wiring, before_start)?,
+    };
+    let registered = opts.cancel.as_ref().map(|c| c.register(&jail));
+    // Only the jail may hold the write ends: the relay ends when its last writer does.
+    drop(stdio.child_ends);
+
+    let cg_cpu = || cg.and_then(RunCgroup::cpu_time).map(|(u, s)| u + s);
+    let cpu_source: Option<&(dyn Fn() -> Option<Duration> + Sync)> =
+        enforcement.by_cgroup(Limit::CpuTime).then_some(&cg_cpu);
+    let supervision = monitor::Supervision {
+        filter: &plan.filter,
+        started,
+        wall: limits.wall_time,
+        cpu: limits.cpu_time,
+        cpu_source,
+        // A cgroup's memory limit is the kernel's to enforce.
+        memory: enforcement.value_if(Limit::Memory, Enforcer::Monitor),
+        tmpfs: Stored {
+            mounts: plan.policy.tmpfs.iter().map(|t| t.path.clone()).collect(),
+            workdir: jail
+                .workdir
+                .as_ref()
+                .map(|fd| (std::os::fd::AsRawFd::as_raw_fd(fd), put_in_bytes(plan))),
+        },
+        relay: stdio.relay,
+        output_cap: limits.output.unwrap_or(u64::MAX),
+    };
+    let watch = monitor::watch(&jail, supervision, hook);
+    drop(registered);
+    Ok((jail, watch))
 }
 
 /// The bytes the files put in take in the work dir (tmpfs counts whole pages), which
