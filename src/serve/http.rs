@@ -354,17 +354,64 @@ pub fn reader(c: Conn) -> BufReader<Conn> {
     BufReader::with_capacity(16 << 10, c)
 }
 
-/// Whether the peer of `fd` has hung up (or sent more than we read, which for a
-/// client waiting on its response means nothing yet). Does not wait.
-pub fn hung_up(fd: RawFd, wait_ms: i32) -> bool {
-    let mut p = libc::pollfd {
-        fd,
-        events: libc::POLLRDHUP,
-        revents: 0,
-    };
-    // SAFETY: poll on one live pollfd.
-    let n = unsafe { libc::poll(&mut p, 1, wait_ms) };
-    n > 0 && p.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
+/// An eventfd that wakes a thread waiting in [`await_hang_up`].
+pub struct Wake(std::os::fd::OwnedFd);
+
+impl Wake {
+    pub fn new() -> io::Result<Wake> {
+        // SAFETY: eventfd with a zero count and flags.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a fresh descriptor owned by no one else.
+        Ok(Wake(unsafe {
+            <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd)
+        }))
+    }
+
+    pub fn fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+
+    pub fn wake(&self) {
+        let one: u64 = 1;
+        // SAFETY: an 8-byte write from a live u64 to our eventfd.
+        unsafe { libc::write(self.fd(), (&one as *const u64).cast(), 8) };
+    }
+}
+
+/// Waits until the peer of `fd` hangs up (true) or `wake` is woken (false). Bytes the
+/// client sends meanwhile (a pipelined request) are left for the next read.
+pub fn await_hang_up(fd: RawFd, wake: RawFd) -> bool {
+    loop {
+        let mut p = [
+            libc::pollfd {
+                fd,
+                events: libc::POLLRDHUP,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: wake,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: poll on a live array of two pollfd.
+        let n = unsafe { libc::poll(p.as_mut_ptr(), 2, -1) };
+        if n < 0 {
+            if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return false;
+        }
+        if p[1].revents != 0 {
+            return false;
+        }
+        if p[0].revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0 {
+            return true;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -558,28 +558,28 @@ fn exec(state: &State, request: &Request, fd: i32) -> crate::Response {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .insert(key, cancel.clone());
-    let done = Arc::new(AtomicBool::new(false));
-    let watcher = {
-        let (done, cancel) = (done.clone(), cancel.clone());
+    // Woken by the client hanging up, or by `done` once the run is over.
+    let done = http::Wake::new();
+    let watcher = done.as_ref().ok().and_then(|wake| {
+        let (wake, cancel) = (wake.fd(), cancel.clone());
         std::thread::Builder::new()
             .name("moat-hangup".into())
             .spawn(move || {
-                while !done.load(Ordering::SeqCst) {
-                    if http::hung_up(fd, 20) {
-                        cancel.cancel(0);
-                        return;
-                    }
+                if http::await_hang_up(fd, wake) {
+                    cancel.cancel(0);
                 }
             })
             .ok()
-    };
+    });
     let opts = ExecOptions {
         cancel: Some(cancel),
         pool: state.pool.clone(),
         ..ExecOptions::default()
     };
     let resp = crate::request::exec_with(request, &state.store, &opts);
-    done.store(true, Ordering::SeqCst);
+    if let Ok(wake) = &done {
+        wake.wake();
+    }
     if let Some(w) = watcher {
         let _ = w.join();
     }
