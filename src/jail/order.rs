@@ -6,12 +6,34 @@
 
 use super::child::{Open, Prepared};
 use super::mnt::MountOps;
-use super::spawn::{JailError, Wiring, WorkdirOpen};
+use super::mnt::NulInPath;
 use super::wire::{Malformed, Reader, Writer};
 use crate::plan::Plan;
 use std::ffi::CString;
 use std::os::fd::RawFd;
 use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
+/// How the program's descriptors are wired.
+#[derive(Debug, Default)]
+pub struct Wiring {
+    /// (target in the program, source in this process). Only what is listed reaches
+    /// the program: moat's own stdin stays its stdin only as (0, 0).
+    pub fds: Vec<(RawFd, RawFd)>,
+    /// Work-dir files the program's process opens for a target, in order.
+    pub opens: Vec<(RawFd, WorkdirOpen)>,
+}
+
+/// A work-dir file opened inside the jail for one of the program's descriptors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkdirOpen {
+    /// Read (stdin from a file put in).
+    Read(PathBuf),
+    /// Created or truncated, written (stdout to a file copied out later).
+    Write(PathBuf),
+    /// The same open file as another target already opened.
+    SameAs(RawFd),
+}
 
 /// What the child needs, owned; [`Order::prepared`] points a [`Prepared`] into it.
 pub struct Order {
@@ -36,17 +58,16 @@ pub struct Order {
     wall: Option<libc::timeval>,
 }
 
-fn cstring(bytes: &[u8]) -> Result<CString, JailError> {
-    CString::new(bytes).map_err(|_| JailError::Nul(String::from_utf8_lossy(bytes).into_owned()))
+fn cstring(bytes: &[u8]) -> Result<CString, NulInPath> {
+    CString::new(bytes).map_err(|_| NulInPath(String::from_utf8_lossy(bytes).into_owned()))
 }
 
 impl Order {
-    pub fn new(plan: &Plan, wiring: &Wiring, await_placement: bool) -> Result<Order, JailError> {
+    /// Fails only for a string the kernel would have to take that holds a NUL byte.
+    pub fn new(plan: &Plan, wiring: &Wiring, await_placement: bool) -> Result<Order, NulInPath> {
+        // The compiler refuses programs longer than the kernel's 4096 instructions, so
+        // the length fits the kernel's u16.
         let insns = plan.filter.insns();
-        // The compiler refuses programs longer than the kernel's 4096 instructions.
-        if u16::try_from(insns.len()).is_err() {
-            return Err(JailError::Nul("filter".into()));
-        }
         Ok(Order {
             mounts: MountOps::prepare(&plan.tree)?,
             hostname: cstring(plan.policy.hostname.as_bytes())?,
@@ -106,7 +127,7 @@ impl Order {
                         },
                     })
                 })
-                .collect::<Result<_, JailError>>()?,
+                .collect::<Result<_, NulInPath>>()?,
             workdir: plan
                 .policy
                 .workdir
@@ -353,4 +374,23 @@ impl Order {
     pub fn sources(&self) -> usize {
         self.targets.len()
     }
+}
+
+/// The start and end of this process's argv strings (they never move), read once.
+pub(crate) fn args_area() -> Option<(usize, usize)> {
+    static AREA: std::sync::OnceLock<Option<(usize, usize)>> = std::sync::OnceLock::new();
+    *AREA.get_or_init(read_args_area)
+}
+
+/// Fields 48 and 49 of /proc/self/stat.
+fn read_args_area() -> Option<(usize, usize)> {
+    // Once per process, so on every `moat run`.
+    let stat = super::sys::read_proc("/proc/self/stat")?;
+    // The command name may hold spaces and parentheses; fields count from the last ')'.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3 (state), so field N is at index N - 3.
+    let start = fields.get(48 - 3)?.parse().ok()?;
+    let end = fields.get(49 - 3)?.parse().ok()?;
+    (start != 0 && end > start).then_some((start, end))
 }

@@ -94,7 +94,7 @@ impl ForkServer {
         let (mine, theirs) = sys::socketpair()?;
         // The command line is read now, so each init can wipe the fork server's copy
         // (it may hold a token) as a cold init wipes moat's.
-        let args_area = super::spawn::args_area();
+        let args_area = super::order::args_area();
         // SAFETY: getpid has no preconditions.
         let moat = unsafe { libc::getpid() };
         // Forked twice, so the fork server is no child of this process: a monitor's
@@ -461,10 +461,7 @@ impl Pool {
 
     /// A jail for `plan`: one made ahead when one is ready and fits, else one made
     /// now.
-    pub(crate) fn take(
-        &self,
-        plan: &crate::plan::Plan,
-    ) -> Result<PreJail, super::spawn::JailError> {
+    pub(crate) fn take(&self, plan: &crate::plan::Plan) -> io::Result<PreJail> {
         let net = if plan.loopback { Net::Own } else { Net::Shared };
         let fits = net == Net::Shared && plan.ids == self.ids;
         {
@@ -480,12 +477,7 @@ impl Pool {
             ready.made_on_demand += 1;
         }
         self.wake.notify_all();
-        self.server
-            .make(net, &plan.ids)
-            .map_err(|source| super::spawn::JailError::Sys {
-                what: "making a jail in the fork server",
-                source,
-            })
+        self.server.make(net, &plan.ids)
     }
 
     /// How full the pool is.

@@ -6,14 +6,14 @@
 
 use super::child::{init_main, MAX_FDS};
 use super::mnt::NulInPath;
-use super::order::Order;
+use super::order::{args_area, Order};
+pub use super::order::{Wiring, WorkdirOpen};
 use super::pool::PreJail;
 use super::stage::ChildFailure;
 use super::sys;
 use crate::plan::{Plan, NAMESPACES};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -61,25 +61,6 @@ fn sys_err(what: &'static str) -> impl FnOnce(io::Error) -> JailError {
     move |source| JailError::Sys { what, source }
 }
 
-/// The start and end of this process's argv strings (they never move), read once.
-pub(crate) fn args_area() -> Option<(usize, usize)> {
-    static AREA: std::sync::OnceLock<Option<(usize, usize)>> = std::sync::OnceLock::new();
-    *AREA.get_or_init(read_args_area)
-}
-
-/// Fields 48 and 49 of /proc/self/stat.
-fn read_args_area() -> Option<(usize, usize)> {
-    // Once per process, so on every `moat run`.
-    let stat = sys::read_proc("/proc/self/stat")?;
-    // The command name may hold spaces and parentheses; fields count from the last ')'.
-    let rest = stat.get(stat.rfind(')')? + 2..)?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // `rest` starts at field 3 (state), so field N is at index N - 3.
-    let start = fields.get(48 - 3)?.parse().ok()?;
-    let end = fields.get(49 - 3)?.parse().ok()?;
-    (start != 0 && end > start).then_some((start, end))
-}
-
 /// This thread pinned to the CPU it runs on while the jail is set up, and the mask it
 /// had. Setup is a ping-pong between this thread, init and the program's process (go,
 /// ready, go, the fork and exec stops), each waiting for the other: on one CPU every
@@ -119,52 +100,29 @@ impl Drop for Pin {
     }
 }
 
-/// How the program's descriptors are wired.
-#[derive(Debug, Default)]
-pub struct Wiring {
-    /// (target in the program, source in this process). Only what is listed reaches
-    /// the program: moat's own stdin stays its stdin only as (0, 0).
-    pub fds: Vec<(RawFd, RawFd)>,
-    /// Work-dir files the program's process opens for a target, in order.
-    pub opens: Vec<(RawFd, WorkdirOpen)>,
-}
-
-/// A work-dir file opened inside the jail for one of the program's descriptors.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WorkdirOpen {
-    /// Read (stdin from a file put in).
-    Read(PathBuf),
-    /// Created or truncated, written (stdout to a file copied out later).
-    Write(PathBuf),
-    /// The same open file as another target already opened.
-    SameAs(RawFd),
-}
-
-impl Wiring {
-    /// Every descriptor the program gets, checked: each target once, at most
-    /// [`MAX_FDS`] of them, none negative.
-    fn targets(&self) -> Result<RawFd, JailError> {
-        let mut seen = std::collections::BTreeSet::new();
-        let all = self
-            .fds
-            .iter()
-            .map(|(t, _)| *t)
-            .chain(self.opens.iter().map(|(t, _)| *t));
-        for t in all {
-            if t < 0 || !seen.insert(t) {
-                return Err(JailError::Wiring(format!(
-                    "fd {t} is given twice or is negative"
-                )));
-            }
-        }
-        if seen.len() > MAX_FDS {
+/// Every descriptor the program gets, checked: each target once, at most [`MAX_FDS`]
+/// of them, none negative.
+fn targets(wiring: &Wiring) -> Result<RawFd, JailError> {
+    let mut seen = std::collections::BTreeSet::new();
+    let all = wiring
+        .fds
+        .iter()
+        .map(|(t, _)| *t)
+        .chain(wiring.opens.iter().map(|(t, _)| *t));
+    for t in all {
+        if t < 0 || !seen.insert(t) {
             return Err(JailError::Wiring(format!(
-                "{} descriptors; at most {MAX_FDS}",
-                seen.len()
+                "fd {t} is given twice or is negative"
             )));
         }
-        Ok(seen.last().copied().unwrap_or(2).max(2))
     }
+    if seen.len() > MAX_FDS {
+        return Err(JailError::Wiring(format!(
+            "{} descriptors; at most {MAX_FDS}",
+            seen.len()
+        )));
+    }
+    Ok(seen.last().copied().unwrap_or(2).max(2))
 }
 
 fn kill_init(init: libc::pid_t, pidfd: Option<&OwnedFd>) {
@@ -273,7 +231,7 @@ pub fn spawn(
     wiring: &Wiring,
     before_start: Option<&dyn Fn(libc::pid_t) -> io::Result<()>>,
 ) -> Result<Jail, JailError> {
-    let fd_base = wiring.targets()? + 1;
+    let fd_base = targets(wiring)? + 1;
     let (err_r, err_w) = sys::pipe().map_err(sys_err("creating a pipe"))?;
     let (ctl, ctl_child) = sys::socketpair().map_err(sys_err("creating a socket pair"))?;
     // The child's own descriptors sit above every target, so placing the program's
@@ -426,7 +384,7 @@ pub fn adopt(
     wiring: &Wiring,
     before_start: Option<&dyn Fn(libc::pid_t) -> io::Result<()>>,
 ) -> Result<Jail, JailError> {
-    wiring.targets()?;
+    targets(wiring)?;
     let (pid, pidfd, ctl) = pre.take();
     let (err_r, err_w) = sys::pipe().map_err(sys_err("creating a pipe"))?;
     // SAFETY: fcntl on a descriptor we own.
@@ -445,7 +403,8 @@ pub fn adopt(
         },
     };
     attach(&jail)?;
-    let order = Order::new(plan, wiring, before_start.is_some()).map_err(|e| abort(&jail, e))?;
+    let order =
+        Order::new(plan, wiring, before_start.is_some()).map_err(|e| abort(&jail, e.into()))?;
     let bytes = order.encode();
     let sent = sys::memfd_with(&bytes).and_then(|memfd| {
         let mut head = [b'o', 0, 0, 0, 0, 0, 0, 0, 0];

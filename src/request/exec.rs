@@ -34,7 +34,7 @@ pub struct ExecOptions {
     /// Ends every run of the request (each then ends as `cancelled`).
     pub cancel: Option<Cancel>,
     /// Jails made ahead to run the commands in (see [`crate::Pool`]).
-    pub pool: Option<std::sync::Arc<crate::Pool>>,
+    pub pool: Option<std::sync::Arc<crate::jail::pool::Pool>>,
 }
 
 /// Runs a request with a cache of its own: files one command caches are there for the

@@ -9,11 +9,11 @@
 //! collectors or `/dev/null`), no `tty`, copy-in only into the work dir `/w`, no
 //! symlinks put in, and host `src` files only under the server's `--src-prefix`.
 
+use crate::report::verdict::Status;
 use crate::request::{
     CacheAs, Command, CommandResult, CopyOut, FileCache, FileOutResult, FileSource, Input, Output,
     Pipe, PipeEnd, Request, Response,
 };
-use crate::Status;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;

@@ -1,8 +1,8 @@
 //! Prometheus text metrics: runs by status, request latency as a histogram, the pool
 //! and the file store.
 
+use crate::jail::pool::Pool;
 use crate::request::FileCache;
-use crate::Pool;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;

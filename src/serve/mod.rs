@@ -12,8 +12,9 @@ pub(crate) mod http;
 mod metrics;
 mod multipart;
 
+use crate::jail::pool::Pool;
 use crate::request::{ExecOptions, FileCache, Request};
-use crate::{Cancel, Pool};
+use crate::watch::cancel::Cancel;
 use http::{Conn, ReadError, Response};
 use serde_json::{json, Value};
 use std::io::{self, Write};
@@ -549,7 +550,7 @@ fn post_file(state: &State, req: &http::Request) -> Response {
 
 /// Runs a moat request with a cancel token that ends it if the client goes away, or
 /// when draining runs out.
-fn exec(state: &State, request: &Request, fd: i32) -> crate::Response {
+fn exec(state: &State, request: &Request, fd: i32) -> crate::request::Response {
     let _slot = state.slots.take();
     let cancel = Cancel::new();
     let key = state.next.fetch_add(1, Ordering::SeqCst);
@@ -622,7 +623,7 @@ fn run_moat(state: &State, req: &http::Request, fd: i32) -> Response {
             Response::json(status, resp.to_json())
         }
         Err(e) => {
-            let resp = crate::Response {
+            let resp = crate::request::Response {
                 id: Request::id_of(text),
                 results: Vec::new(),
                 pipes: Default::default(),

@@ -276,7 +276,10 @@ fn start_and_watch(
         cg.is_some().then_some(&place);
     let jail = match &opts.pool {
         Some(pool) => {
-            let pre = pool.take(plan)?;
+            let pre = pool.take(plan).map_err(|source| JailError::Sys {
+                what: "making a jail in the fork server",
+                source,
+            })?;
             spawn::adopt(pre, plan, &stdio.wiring, before_start)?
         }
         None => spawn::spawn(plan, &stdio.wiring, before_start)?,
