@@ -142,15 +142,7 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 fn serve(a: &ServeArgs) -> u8 {
     // SIGTERM, SIGINT and SIGHUP are blocked before any thread exists (the pool's
     // filler among them), so only the waiter of `cancel_on_signals` takes them.
-    let mut set = nix::sys::signal::SigSet::empty();
-    for sig in [
-        nix::sys::signal::Signal::SIGTERM,
-        nix::sys::signal::Signal::SIGINT,
-        nix::sys::signal::Signal::SIGHUP,
-    ] {
-        set.add(sig);
-    }
-    let _ = set.thread_block();
+    let _ = stop_signals().thread_block();
     // The pool's fork server is forked next, while this process has one thread.
     let pool = if a.pre_fork > 0 {
         match moat::Pool::start(usize::from(a.pre_fork)) {
@@ -483,19 +475,25 @@ fn run(a: &RunArgs) -> u8 {
 /// The token that ends this process's run when moat gets SIGTERM, SIGINT or SIGHUP:
 /// the signals are blocked and a thread waits for them, so the run ends through the
 /// monitor (jail killed, report written, cgroups removed) and moat exits 128+signal.
+/// The signals that stop moat: SIGTERM, SIGINT and SIGHUP.
+fn stop_signals() -> nix::sys::signal::SigSet {
+    let mut set = nix::sys::signal::SigSet::empty();
+    for sig in [
+        nix::sys::signal::Signal::SIGTERM,
+        nix::sys::signal::Signal::SIGINT,
+        nix::sys::signal::Signal::SIGHUP,
+    ] {
+        set.add(sig);
+    }
+    set
+}
+
 fn cancel_on_signals() -> moat::Cancel {
     static TOKEN: std::sync::OnceLock<moat::Cancel> = std::sync::OnceLock::new();
     TOKEN
         .get_or_init(|| {
             let token = moat::Cancel::new();
-            let mut set = nix::sys::signal::SigSet::empty();
-            for sig in [
-                nix::sys::signal::Signal::SIGTERM,
-                nix::sys::signal::Signal::SIGINT,
-                nix::sys::signal::Signal::SIGHUP,
-            ] {
-                set.add(sig);
-            }
+            let set = stop_signals();
             // Blocked in this thread before any other exists, so in every thread after.
             if set.thread_block().is_ok() {
                 let waiter = token.clone();

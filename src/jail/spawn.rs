@@ -170,6 +170,23 @@ pub struct Marks {
 }
 
 impl Jail {
+    /// A jail whose init is `pid`, just cloned or just taken from the pool.
+    fn started(pid: libc::pid_t, pidfd: Option<OwnedFd>, errors: OwnedFd) -> Jail {
+        Jail {
+            init: pid,
+            pidfd: pidfd.map(Arc::new),
+            errors,
+            workdir: None,
+            pending_stop: None,
+            marks: Marks {
+                cloned: std::time::Instant::now(),
+                attached: None,
+                ready: None,
+                released: None,
+            },
+        }
+    }
+
     /// Kills the whole jail: SIGKILL to its init makes the kernel kill every process in
     /// the PID namespace, including stopped and traced ones.
     pub fn kill(&self) {
@@ -282,19 +299,7 @@ pub fn spawn(
     drop(err_w);
     drop(ctl_child);
 
-    let jail = Jail {
-        init: pid,
-        pidfd: sys::pidfd_open(pid).ok().map(Arc::new),
-        errors: err_r,
-        workdir: None,
-        pending_stop: None,
-        marks: Marks {
-            cloned: std::time::Instant::now(),
-            attached: None,
-            ready: None,
-            released: None,
-        },
-    };
+    let jail = Jail::started(pid, sys::pidfd_open(pid).ok(), err_r);
     if let Err(e) = plan.ids.write(pid) {
         jail.kill();
         reap(pid);
@@ -389,19 +394,7 @@ pub fn adopt(
     let (err_r, err_w) = sys::pipe().map_err(sys_err("creating a pipe"))?;
     // SAFETY: fcntl on a descriptor we own.
     unsafe { libc::fcntl(err_r.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
-    let jail = Jail {
-        init: pid,
-        pidfd: Some(Arc::new(pidfd)),
-        errors: err_r,
-        workdir: None,
-        pending_stop: None,
-        marks: Marks {
-            cloned: std::time::Instant::now(),
-            attached: None,
-            ready: None,
-            released: None,
-        },
-    };
+    let jail = Jail::started(pid, Some(pidfd), err_r);
     attach(&jail)?;
     let order =
         Order::new(plan, wiring, before_start.is_some()).map_err(|e| abort(&jail, e.into()))?;

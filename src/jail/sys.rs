@@ -308,6 +308,21 @@ fn message(iov: &mut libc::iovec) -> libc::msghdr {
     msg
 }
 
+/// recvmsg into `msg`, again after EINTR; the bytes read. No allocation.
+fn recvmsg(sock: RawFd, msg: &mut libc::msghdr) -> io::Result<isize> {
+    loop {
+        // SAFETY: recvmsg writes into the buffers `msg` points to, which the caller
+        // keeps alive and as long as their lengths say.
+        let n = unsafe { libc::recvmsg(sock, msg, libc::MSG_CMSG_CLOEXEC) };
+        if n >= 0 {
+            return Ok(n);
+        }
+        if errno() != libc::EINTR {
+            return Err(io::Error::last_os_error());
+        }
+    }
+}
+
 /// Sends one byte on a socket, with `fd` attached (when it is not -1). No allocation.
 pub fn send_byte_with_fd(sock: RawFd, byte: u8, fd: RawFd) -> Result<(), i32> {
     let mut data = [byte];
@@ -353,18 +368,7 @@ pub fn recv_byte_with_fd(sock: RawFd) -> io::Result<Option<(u8, Option<OwnedFd>)
     let mut msg = message(&mut iov);
     msg.msg_control = room.0.as_mut_ptr().cast();
     msg.msg_controllen = room.0.len() as _;
-    let n = loop {
-        // SAFETY: recvmsg writes into the iovec's byte and the control buffer, both
-        // alive on this stack and as long as their lengths say.
-        let n = unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) };
-        if n < 0 && errno() == libc::EINTR {
-            continue;
-        }
-        break n;
-    };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let n = recvmsg(sock, &mut msg)?;
     if n == 0 {
         return Ok(None);
     }
@@ -507,18 +511,7 @@ pub fn recv_with_fds(sock: RawFd, buf: &mut [u8]) -> io::Result<Option<(usize, V
     let mut msg = message(&mut iov);
     msg.msg_control = room.0.as_mut_ptr().cast();
     msg.msg_controllen = room.0.len() as _;
-    let n = loop {
-        // SAFETY: recvmsg writes into the buffer and the control room, both alive here
-        // and as long as their lengths say.
-        let n = unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) };
-        if n < 0 && errno() == libc::EINTR {
-            continue;
-        }
-        break n;
-    };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let n = recvmsg(sock, &mut msg)?;
     let mut fds = Vec::new();
     // SAFETY: the kernel filled msg_control with msg_controllen bytes of control
     // messages; CMSG_FIRSTHDR/NXTHDR stay inside them, and each SCM_RIGHTS carries
