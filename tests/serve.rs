@@ -69,6 +69,18 @@ impl Server {
         parse_response(&all)
     }
 
+    /// Sends `POST /run` with `body` and leaves the response unread, for tests that act
+    /// while the run goes on.
+    fn send_run(&self, body: &str) -> UnixStream {
+        let mut c = UnixStream::connect(&self.sock).unwrap();
+        let req = format!(
+            "POST /run HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        c.write_all(req.as_bytes()).unwrap();
+        c
+    }
+
     fn run(&self, body: &Value) -> Value {
         let (status, body) = self.call("POST", "/run", &[], body.to_string().as_bytes());
         assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
@@ -471,15 +483,7 @@ fn a_client_that_hangs_up_cancels_its_run() {
     let s = Server::start(Caller::Current, &[]);
     let marker = format!("hangup-marker-{}", std::process::id());
     let body = one(base(&["/bin/sh", "-c", &format!("sleep 30; : {marker}")])).to_string();
-    let mut c = UnixStream::connect(&s.sock).unwrap();
-    c.write_all(
-        format!(
-            "POST /run HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .as_bytes(),
-    )
-    .unwrap();
+    let c = s.send_run(&body);
     let deadline = Instant::now() + Duration::from_secs(5);
     while marked_processes(&marker) == 0 {
         assert!(Instant::now() < deadline, "the run never started");
@@ -506,15 +510,7 @@ fn sigterm_lets_running_requests_finish_and_removes_the_socket() {
     let s = Server::start(Caller::Current, &["--drain", "10s"]);
     let sock = s.sock.clone();
     let body = one(base(&["/bin/sleep", "1"])).to_string();
-    let mut c = UnixStream::connect(&sock).unwrap();
-    c.write_all(
-        format!(
-            "POST /run HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .as_bytes(),
-    )
-    .unwrap();
+    let mut c = s.send_run(&body);
     std::thread::sleep(Duration::from_millis(300));
     let began = Instant::now();
     let status = s.stop();

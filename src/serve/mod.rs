@@ -497,39 +497,49 @@ fn route(state: &State, req: &http::Request, fd: i32) -> Response {
     }
 }
 
-fn version() -> Value {
-    json!({
-        "buildVersion": concat!("moat ", env!("CARGO_PKG_VERSION")),
+/// What this server supports of go-judge's features, as `/version` and `/config` both
+/// give it.
+fn features() -> serde_json::Map<String, Value> {
+    let v = json!({
         "copyOutOptional": true,
-        "os": std::env::consts::OS,
         "pipeProxy": true,
-        "platform": std::env::consts::ARCH,
         "symlink": false,
         "copyOutTruncate": false,
         "addressSpaceLimit": true,
         "stream": false,
         "procPeak": false,
-        "moat": true,
-    })
+    });
+    match v {
+        Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    }
+}
+
+fn version() -> Value {
+    let mut m = features();
+    m.insert(
+        "buildVersion".into(),
+        concat!("moat ", env!("CARGO_PKG_VERSION")).into(),
+    );
+    m.insert("os".into(), std::env::consts::OS.into());
+    m.insert("platform".into(), std::env::consts::ARCH.into());
+    m.insert("moat".into(), true.into());
+    Value::Object(m)
 }
 
 fn config(state: &State) -> Value {
-    json!({
-        "copyOutOptional": true,
-        "pipeProxy": true,
-        "symlink": false,
-        "copyOutTruncate": false,
-        "addressSpaceLimit": true,
-        "stream": false,
-        "procPeak": false,
-        "fileStorePath": "",
-        "runnerConfig": {
+    let mut m = features();
+    m.insert("fileStorePath".into(), "".into());
+    m.insert(
+        "runnerConfig".into(),
+        json!({
             "workDir": "/w",
             "profile": state.opts.profile,
             "parallelism": state.opts.parallelism,
             "preFork": state.pool.as_ref().map_or(0, |p| p.stats().target),
-        },
-    })
+        }),
+    );
+    Value::Object(m)
 }
 
 fn post_file(state: &State, req: &http::Request) -> Response {
