@@ -63,7 +63,10 @@ pub use jail::spawn::JailError;
 pub use plan::cache::PlanCache;
 pub use plan::{Plan, PlanError};
 pub use report::advice::violation_advice;
-pub use report::outcome::{ErrorInfo, ErrorKind, LimitReport, Outcome, Status, Violation};
+pub use report::outcome::{
+    ErrorInfo, ErrorKind, LimitReport, Outcome, Status, Violation, REPORT_SCHEMA,
+    VERDICT_EXIT_CODES,
+};
 pub use request::{exec, Request, Response};
 pub use watch::cancel::Cancel;
 pub use watch::cgroup::CgroupError;

@@ -206,9 +206,22 @@ struct RunArgs {
     /// built-in ones) or path to a TOML file.
     #[arg(long, short, default_value = "default")]
     profile: String,
-    /// Write the JSON report to FILE.
+    /// Write the JSON report (schema 1, see docs/report.schema.json) to FILE; `-` is
+    /// stdout (after the program's own output, when that goes to stdout too).
+    /// /dev/stdout, /dev/stderr and /dev/fd/N are written through the descriptor moat
+    /// already holds, never reopened.
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
+    /// What moat's exit status says. `program` (the default): the program's own exit
+    /// code, 128+signal, and for moat's verdicts the codes of timeout(1) and the shells
+    /// (124 time limit, 137 memory limit, 159 violation, 153 output limit, 125-127 not
+    /// run), so a program exiting 124 itself looks like a time limit. `verdict`: 0 only
+    /// for ok, then one fixed code per verdict whatever the program exited with:
+    /// nonzero_exit 1, signaled 2, violation 3, cpu_time_limit 4, wall_time_limit 5,
+    /// memory_limit 6, output_limit 7, cancelled 9, setup_error 125 (126/127: not
+    /// executable, not found).
+    #[arg(long, value_enum, value_name = "MODE", default_value = "program")]
+    exit_status: ExitStatus,
     /// Print a one-line summary to stderr.
     #[arg(long)]
     summary: bool,
@@ -250,6 +263,26 @@ struct RunArgs {
     /// The program and its arguments.
     #[arg(last = true, required = true, value_name = "PROGRAM")]
     command: Vec<OsString>,
+}
+
+/// What moat's exit status says (`--exit-status`).
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ExitStatus {
+    /// The program's exit code, or a conventional code for moat's verdicts.
+    Program,
+    /// One fixed code per verdict.
+    Verdict,
+}
+
+impl RunArgs {
+    /// The exit status `outcome` gives under `--exit-status`.
+    fn exit_code(&self, outcome: &moat::Outcome) -> u8 {
+        let code = match self.exit_status {
+            ExitStatus::Program => outcome.exit_code(),
+            ExitStatus::Verdict => outcome.verdict_exit_code(),
+        };
+        code as u8
+    }
 }
 
 /// One flag per row of the limits table (`--cpu-time 2s`, `--memory 256MiB`, …).
@@ -392,7 +425,12 @@ fn write_report(a: &RunArgs, outcome: &moat::Outcome) -> bool {
     let Some(path) = &a.report else {
         return true;
     };
-    match std::fs::write(path, outcome.to_json() + "\n") {
+    let text = outcome.to_json() + "\n";
+    let written = match held_descriptor(path) {
+        Some(fd) => write_to_fd(fd, text.as_bytes()),
+        None => std::fs::write(path, text),
+    };
+    match written {
         Ok(()) => true,
         Err(e) => {
             say(format!(
@@ -402,6 +440,40 @@ fn write_report(a: &RunArgs, outcome: &moat::Outcome) -> bool {
             false
         }
     }
+}
+
+/// The descriptor a report path names when it names one moat already holds: `-` and
+/// /dev/stdout are fd 1, /dev/stderr fd 2, /dev/fd/N and /proc/self/fd/N fd N. Writing
+/// there through the descriptor, not by opening the path again, is what a caller
+/// means: opening /proc/self/fd/1 anew is an open of the pipe or tty it points to, and
+/// is refused (EACCES) when that belongs to another user, as a pipe from a root shell
+/// into a moat run as uid 65534 does; it would also truncate a file from its start.
+fn held_descriptor(path: &std::path::Path) -> Option<i32> {
+    let p = path.to_str()?;
+    let fd = match p {
+        "-" | "/dev/stdout" => 1,
+        "/dev/stderr" => 2,
+        _ => p
+            .strip_prefix("/dev/fd/")
+            .or_else(|| p.strip_prefix("/proc/self/fd/"))?
+            .parse()
+            .ok()?,
+    };
+    Some(fd)
+}
+
+/// Writes all of `bytes` to the open descriptor `fd` (left open).
+fn write_to_fd(fd: i32, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::fd::BorrowedFd;
+    // SAFETY: F_GETFD only asks whether `fd` is open; borrowing it is sound only if so.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is open (checked above) and stays open for the borrow: moat closes
+    // none of its standard descriptors, and nothing else runs on this thread meanwhile.
+    let held = unsafe { BorrowedFd::borrow_raw(fd) };
+    let mut file = std::fs::File::from(held.try_clone_to_owned()?);
+    file.write_all(bytes)
 }
 
 /// Exit status when the report asked for could not be written.
@@ -435,7 +507,7 @@ fn run_as(a: &RunArgs, learn: bool) -> Result<(Plan, moat::Outcome), u8> {
             if !write_report(a, &outcome) {
                 return Err(NO_REPORT);
             }
-            return Err(outcome.exit_code() as u8);
+            return Err(a.exit_code(&outcome));
         }
     };
     if let Some(err) = &outcome.error {
@@ -467,7 +539,7 @@ fn run_as(a: &RunArgs, learn: bool) -> Result<(Plan, moat::Outcome), u8> {
 
 fn run(a: &RunArgs) -> u8 {
     match run_as(a, false) {
-        Ok((_, outcome)) => outcome.exit_code() as u8,
+        Ok((_, outcome)) => a.exit_code(&outcome),
         Err(code) => code,
     }
 }
@@ -562,7 +634,7 @@ fn learn(l: &LearnArgs) -> u8 {
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     if outcome.status == moat::Status::Cancelled {
-        return outcome.exit_code() as u8;
+        return l.run.exit_code(&outcome);
     }
     let text = moat::learn::profile_text(&base, &plan, &learned, &outcome.summary(), &command);
     if let Err(e) = std::fs::write(&l.save, text) {
@@ -578,7 +650,7 @@ fn learn(l: &LearnArgs) -> u8 {
         if learned.exec { ", exec allowed" } else { "" },
         l.save.display()
     ));
-    outcome.exit_code() as u8
+    l.run.exit_code(&outcome)
 }
 
 /// Whether fd 1 or 2 was closed when moat started. The Rust runtime reopens a closed
@@ -752,7 +824,7 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 say(format!("moat: {e}"));
-                e.to_outcome().exit_code() as u8
+                a.exit_code(&e.to_outcome())
             }
         },
         Command::Exec(a) => exec(a),

@@ -73,6 +73,30 @@ impl ErrorInfo {
     }
 }
 
+/// The version of the JSON report's layout (its `schema` key). It changes only when a
+/// stable key is removed, renamed or changes meaning; new keys may appear within one
+/// version.
+pub const REPORT_SCHEMA: u32 = 1;
+
+/// `--exit-status verdict`: the exit status of each verdict. Unlike the default table
+/// (DESIGN.md), no program can give one of these by exiting with it: the program's own
+/// code is in the report, not in the status. 125–127 keep the meaning they have in
+/// every mode (and in `timeout(1)`, `env(1)`, the shells): moat could not run it.
+pub const VERDICT_EXIT_CODES: &[(Status, i32)] = &[
+    (Status::Ok, 0),
+    (Status::NonzeroExit, 1),
+    (Status::Signaled, 2),
+    (Status::Violation, 3),
+    (Status::CpuTimeLimit, 4),
+    (Status::WallTimeLimit, 5),
+    (Status::MemoryLimit, 6),
+    (Status::OutputLimit, 7),
+    (Status::FileError, 8),
+    (Status::Cancelled, 9),
+    // 126 for a program that cannot be executed, 127 for one that is not there.
+    (Status::SetupError, 125),
+];
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 /// The report of one run: its one verdict, its figures, and what ended it.
 pub struct Outcome {
@@ -251,14 +275,40 @@ impl Outcome {
         }
     }
 
-    /// The JSON report. Every field is a plain number, string or list, so it always
-    /// serializes; were it ever not to, the report says so rather than abort.
+    /// The JSON report, `"schema": 1` first (docs/report.schema.json describes it).
+    /// Every field is a plain number, string or list, so it always serializes; were it
+    /// ever not to, the report says so rather than abort.
     pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).unwrap_or_else(|e| {
+        /// The report as written: the schema's version ahead of the outcome's fields.
+        #[derive(Serialize)]
+        struct Report<'a> {
+            schema: u32,
+            #[serde(flatten)]
+            outcome: &'a Outcome,
+        }
+        let report = Report {
+            schema: REPORT_SCHEMA,
+            outcome: self,
+        };
+        serde_json::to_string_pretty(&report).unwrap_or_else(|e| {
             let message = format!("the report could not be written: {e}");
-            serde_json::json!({"status": self.status.as_str(), "error": {"kind": "setup", "message": message}})
+            serde_json::json!({"schema": REPORT_SCHEMA, "status": self.status.as_str(), "error": {"kind": "setup", "message": message}})
                 .to_string()
         })
+    }
+
+    /// The exit status under `--exit-status verdict`: 0 only for `ok`, and one fixed
+    /// code per status whatever the program's own exit code was (see
+    /// [`VERDICT_EXIT_CODES`]).
+    pub fn verdict_exit_code(&self) -> i32 {
+        if self.status == Status::SetupError {
+            // 126 and 127 (the program is not executable, not there) as in every mode.
+            return self.exit_code();
+        }
+        VERDICT_EXIT_CODES
+            .iter()
+            .find(|(s, _)| *s == self.status)
+            .map_or(125, |(_, c)| *c)
     }
 
     /// One line a person can read.
@@ -324,6 +374,31 @@ mod tests {
             assert!(v.get(key).is_some(), "missing {key}");
         }
         assert_eq!(v["status"], "setup_error");
+        // The schema's version comes first, and a report still reads back as an Outcome.
+        assert_eq!(v.as_object().unwrap().keys().next().unwrap(), "schema");
+        assert_eq!(v["schema"], REPORT_SCHEMA);
+        let back: Outcome = serde_json::from_str(&o.to_json()).unwrap();
+        assert_eq!(back, o);
+    }
+
+    #[test]
+    fn verdict_exit_codes_are_one_per_status_and_zero_only_for_ok() {
+        let mut o = Outcome::setup_error(ErrorKind::Setup, "x".into());
+        let mut seen = std::collections::BTreeSet::new();
+        for (status, code) in VERDICT_EXIT_CODES {
+            o.status = *status;
+            // The program's own code does not reach the status in this mode.
+            o.exit_code = Some(124);
+            o.signal = Some(9);
+            assert_eq!(o.verdict_exit_code(), *code, "{status:?}");
+            assert!(seen.insert(*code), "{code} given twice");
+            assert_eq!(*code == 0, *status == Status::Ok);
+        }
+        o.status = Status::SetupError;
+        o.error.as_mut().unwrap().kind = ErrorKind::ProgramNotFound;
+        assert_eq!(o.verdict_exit_code(), 127);
+        o.error.as_mut().unwrap().kind = ErrorKind::ProgramNotExecutable;
+        assert_eq!(o.verdict_exit_code(), 126);
     }
 
     #[test]
