@@ -200,7 +200,16 @@ struct LearnArgs {
     run: RunArgs,
 }
 
+/// How `--help` explains the units of limit values.
+fn units_help() -> String {
+    format!(
+        "Sizes: {}. Durations: ms, s, m, h (fractions allowed: 1.5s).",
+        moat::units::SIZE_UNITS
+    )
+}
+
 #[derive(Args)]
+#[command(after_help = units_help())]
 struct RunArgs {
     /// Profile name (looked up in ~/.config/moat/profiles, /etc/moat/profiles, then the
     /// built-in ones) or path to a TOML file.

@@ -202,6 +202,93 @@ pub struct Overrides {
     pub workdir: Option<Workdir>,
 }
 
+/// The bind that shows `inside` in the jail: the one mounted deepest above it (the
+/// last of equals, as later mounts cover earlier ones), with `inside`'s path below its
+/// mount point. Binds of missing optional sources are left out, as the jail has none.
+pub fn bind_showing<'a>(binds: &'a [Bind], inside: &Path) -> Option<(&'a Bind, PathBuf)> {
+    binds
+        .iter()
+        .filter(|b| !b.optional || b.src.exists())
+        .filter_map(|b| Some((b, inside.strip_prefix(&b.dst).ok()?.to_path_buf())))
+        .fold(
+            None,
+            |best: Option<(&Bind, PathBuf)>, (b, rest)| match &best {
+                Some((d, _)) if d.dst.components().count() > b.dst.components().count() => best,
+                _ => Some((b, rest)),
+            },
+        )
+}
+
+/// A `--cwd` (or a library caller's `Overrides::cwd`) must name a directory the jail
+/// shows: a bound host directory or one below it that exists on the host, a tmpfs
+/// mount's own path, the work dir or a directory its files are put in, or `/`.
+/// Anything else moat would have to make as an empty directory, and a typo
+/// (`/tmp/jugde`) would then fail deep inside as "can't open file". A profile's own
+/// `process.cwd` asks for the directory, and is made where nothing shows it.
+fn check_cwd(
+    asked: &Path,
+    cwd: &Path,
+    binds: &[Bind],
+    tmpfs: &[Tmpfs],
+    workdir: Option<&Workdir>,
+) -> Result<(), PolicyError> {
+    let refuse = |message: String| {
+        Err(PolicyError::Option {
+            option: "--cwd",
+            value: asked.display().to_string(),
+            message,
+        })
+    };
+    if cwd == Path::new("/") || tmpfs.iter().any(|t| t.path == cwd) {
+        return Ok(());
+    }
+    if let Some(w) = workdir {
+        if let Ok(rel) = cwd.strip_prefix(&w.path) {
+            let made = rel.as_os_str().is_empty()
+                || w.files_in
+                    .iter()
+                    .any(|f| f.name.starts_with(rel) && f.name != rel);
+            return if made {
+                Ok(())
+            } else {
+                refuse(format!(
+                    "no directory {} in the work dir {}: no file is put in below it",
+                    rel.display(),
+                    w.path.display()
+                ))
+            };
+        }
+    }
+    // A bind mounted below the cwd's own path still needs the cwd to be shown.
+    if let Some((b, rest)) = bind_showing(binds, cwd) {
+        let host = b.src.join(&rest);
+        return if host.is_dir() {
+            Ok(())
+        } else {
+            refuse(format!(
+                "not a directory in the jail: it would be {} on the host (through the bind of {} at {}), which {}",
+                host.display(),
+                b.src.display(),
+                b.dst.display(),
+                if host.exists() { "is not a directory" } else { "does not exist" }
+            ))
+        };
+    }
+    let inside_tmpfs = tmpfs.iter().find(|t| cwd.starts_with(&t.path));
+    refuse(match inside_tmpfs {
+        Some(t) => format!(
+            "not a directory in the jail: {} is a fresh, empty tmpfs; give --cwd {} and a \
+             path from there, or bind the directory it should show",
+            t.path.display(),
+            t.path.display()
+        ),
+        None => "not a directory in the jail: nothing the profile or the command line \
+                 mounts shows it; bind the directory first (`--bind DIR` or `--bind-rw \
+                 DIR`, then --cwd DIR), or name it as the profile's `process.cwd`"
+            .into(),
+    })
+}
+
 /// A mistake in a profile or in the overrides.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -400,6 +487,9 @@ impl Policy {
         let mut binds = acc.binds;
         for b in &overrides.binds {
             binds.push(b.checked()?);
+        }
+        if let Some(asked) = &overrides.cwd {
+            check_cwd(asked, &cwd, &binds, &acc.tmpfs, workdir.as_ref())?;
         }
         if let Some(w) = &workdir {
             let mut mounts: Vec<&Path> = binds.iter().map(|b| b.dst.as_path()).collect();

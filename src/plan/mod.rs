@@ -55,6 +55,10 @@ pub struct Plan {
     pub(crate) loopback: bool,
     /// Whether the plan came from the plan cache.
     pub(crate) from_cache: bool,
+    /// Whether the filter makes every call that could set a set-user-ID or
+    /// set-group-ID bit fail (see [`setid_guard`]): a root caller's plan with writable
+    /// binds, which may be bound id-mapped (`jail::idmap`).
+    pub(crate) setid_guard: bool,
 }
 
 /// What a plan is made of before its filter is compiled and its id maps are read from
@@ -249,8 +253,17 @@ impl Plan {
             rlimits,
             loopback,
         } = parts;
+        let ids = IdMaps::for_current_caller(policy.uid, policy.gid);
+        let guard = ids.privileged && tree.writable_binds().next().is_some();
+        let guarded: Vec<seccomp::Rule>;
+        let rules = if guard {
+            guarded = setid_guard().chain(policy.rules.iter().cloned()).collect();
+            &guarded
+        } else {
+            &policy.rules
+        };
         let filter = seccomp::compile(
-            &policy.rules,
+            rules,
             if policy.allow_exec {
                 seccomp::Exec::Allowed
             } else {
@@ -258,7 +271,6 @@ impl Plan {
             },
             policy.learn,
         )?;
-        let ids = IdMaps::for_current_caller(policy.uid, policy.gid);
         check_hard_limits(&policy.limits)?;
         Ok(Plan {
             policy,
@@ -272,6 +284,7 @@ impl Plan {
             rlimits,
             loopback,
             from_cache,
+            setid_guard: guard,
         })
     }
 
@@ -309,6 +322,61 @@ impl Plan {
     pub fn argv(&self) -> impl Iterator<Item = &OsStr> {
         self.argv.iter().map(|a| OsStr::from_bytes(a.as_bytes()))
     }
+}
+
+/// The calls that create a file with a mode or change one, with the index of the mode
+/// argument (x86-64): the only ways to a set-user-ID or set-group-ID file (the
+/// kernel clears both bits when a file is written without CAP_FSETID, and links and
+/// renames cannot cross into another mount).
+const MODE_CALLS: &[(&str, u32)] = &[
+    ("chmod", 1),
+    ("fchmod", 1),
+    ("fchmodat", 2),
+    ("fchmodat2", 2),
+    ("creat", 1),
+    ("open", 2),
+    ("openat", 3),
+    ("mknod", 1),
+    ("mknodat", 2),
+];
+
+/// Rules put in front of a plan's own when a root caller's jail may write through an
+/// id-mapped mount (`jail::idmap`), where what it creates is owned by the directory's
+/// owner on the host, root among them: a set-user-ID (or set-group-ID) file it left
+/// there would run as that owner for anyone on the host. Each call that gives a file a
+/// mode fails with EPERM when the mode holds either bit, before any rule of the
+/// profile is looked at (the first rule that holds decides); `openat2`, whose mode is
+/// behind a pointer the filter cannot read, fails with ENOSYS, as on kernels before
+/// 5.6, and C libraries then use `openat`. Nothing else changes: a mode without those
+/// bits goes on to the profile's rules, allowed or not as before.
+fn setid_guard() -> impl Iterator<Item = seccomp::Rule> {
+    let rule = |name: &str, action, conditions| {
+        seccomp::names::syscall_nr(name).map(|nr| seccomp::Rule {
+            name: name.to_string(),
+            nr,
+            action,
+            conditions,
+            origin: "core: no set-user-ID files in an id-mapped writable bind".to_string(),
+        })
+    };
+    let bit = |arg: u32, bit: u32| seccomp::Condition {
+        arg,
+        op: seccomp::rules::CmpOp::MaskedEq(u64::from(bit)),
+        value: u64::from(bit),
+    };
+    let eperm = seccomp::Action::Errno(libc::EPERM);
+    MODE_CALLS
+        .iter()
+        .flat_map(move |&(name, arg)| {
+            [libc::S_ISUID, libc::S_ISGID]
+                .into_iter()
+                .filter_map(move |b| rule(name, eperm, vec![bit(arg, b)]))
+        })
+        .chain(rule(
+            "openat2",
+            seccomp::Action::Errno(libc::ENOSYS),
+            Vec::new(),
+        ))
 }
 
 /// Refuses, before anything runs, a limit whose rlimit the child could not set: the
@@ -394,17 +462,42 @@ fn memory_file(bytes: &[u8]) -> std::io::Result<std::fs::File> {
     Ok(file)
 }
 
-/// Finds the program as a shell would: a name with a `/` is a path (relative to the
-/// caller's directory), a bare name is searched in the profile's PATH. The program is
-/// mounted at the same path inside, so its path on the host is its path in the jail.
+/// Finds the program as a shell would: a bare name is searched in the profile's PATH;
+/// a name with a `/` is a path, and a relative one is taken from the jail's working
+/// directory, as `cd CWD && ./sol` would inside: where a bind shows that directory, the
+/// program is the host file the bind shows (`--bind-rw /tmp/x:/w --cwd /w -- ./sol` is
+/// /tmp/x/sol, and `--bind . --cwd "$PWD" -- ./sol` the sol in the caller's
+/// directory). A cwd that no bind shows has no host files of its own (`/` of a fresh
+/// root), so the name is taken from the calling process's directory there, as the
+/// shell that started moat sees it (`moat run -- ./hello`). The library and the
+/// command line resolve alike; nothing depends on which thread or process asks. The
+/// program is mounted at its host path inside, so its path on the host is its path in
+/// the jail.
 fn find_program(name: &OsStr, policy: &Policy) -> Result<PathBuf, PlanError> {
     let bytes = name.as_bytes();
     if bytes.is_empty() {
         return Err(PlanError::NoProgram);
     }
     if bytes.contains(&b'/') {
-        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
-        let path = normalize(&cwd.join(Path::new(name)));
+        let inside = normalize(&policy.cwd.join(Path::new(name)));
+        let binds = &policy.binds;
+        let shows_cwd = crate::config::policy::bind_showing(binds, &policy.cwd).is_some();
+        let path = if shows_cwd && !Path::new(name).is_absolute() {
+            let Some((b, rest)) = crate::config::policy::bind_showing(binds, &inside) else {
+                return Err(PlanError::ProgramNotFound {
+                    name: name.to_string_lossy().into_owned(),
+                    searched: format!(
+                        "{} in the jail (from the working directory {}), which no bind shows",
+                        inside.display(),
+                        policy.cwd.display()
+                    ),
+                });
+            };
+            normalize(&b.src.join(rest))
+        } else {
+            let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+            normalize(&cwd.join(Path::new(name)))
+        };
         return match check_executable(&path) {
             Ok(()) => Ok(path),
             Err(Missing) => Err(PlanError::ProgramNotFound {
@@ -513,6 +606,27 @@ impl fmt::Display for Plan {
         for step in &self.tree.steps {
             writeln!(f, "  {step}")?;
         }
+        // What a root caller's jail could not write as it is gets an id-mapped mount
+        // (decided again when the jail is built: the owner may change by then).
+        for (_, src, dir) in self.tree.writable_binds() {
+            use std::os::unix::fs::MetadataExt;
+            let Ok(m) = std::fs::metadata(src) else {
+                continue;
+            };
+            let (uid, gid) = (self.ids.outside_uid, self.ids.outside_gid);
+            if self.ids.privileged && rootfs::needs_idmap(m.mode(), m.uid(), m.gid(), uid, gid, dir)
+            {
+                writeln!(
+                    f,
+                    "  idmap    {} (its owner {}:{} is the jail's {uid}:{gid}; what the jail creates there is {}:{}'s)",
+                    src.display(),
+                    m.uid(),
+                    m.gid(),
+                    m.uid(),
+                    m.gid()
+                )?;
+            }
+        }
         writeln!(
             f,
             "privileges  setsid; all capabilities dropped, securebits locked; no_new_privs"
@@ -598,6 +712,14 @@ impl fmt::Display for Plan {
             "  core: always denied: {}",
             seccomp::CORE_DENIED.join(", ")
         )?;
+        if self.setid_guard {
+            let calls: Vec<&str> = MODE_CALLS.iter().map(|(n, _)| *n).collect();
+            writeln!(
+                f,
+                "  core: {} with a set-user-ID or set-group-ID mode: errno EPERM; openat2: errno ENOSYS (writable binds of a root caller)",
+                calls.join(", ")
+            )?;
+        }
         writeln!(f, "  core: foreign architectures (i386, x32): violation")
     }
 }
@@ -614,6 +736,64 @@ mod tests {
         let policy = Policy::resolve(&profile, &Overrides::default()).unwrap();
         let command: Vec<OsString> = command.iter().map(OsString::from).collect();
         Plan::build(policy, &command).unwrap()
+    }
+
+    #[test]
+    fn the_setid_guard_refuses_setuid_modes_and_leaves_the_rest_to_the_profile() {
+        use crate::seccomp::bpf::{self, SeccompData};
+        use crate::seccomp::names::{syscall_nr, AUDIT_ARCH_X86_64};
+        let allow = |name: &str| seccomp::Rule {
+            name: name.into(),
+            nr: syscall_nr(name).unwrap(),
+            action: seccomp::Action::Allow,
+            conditions: Vec::new(),
+            origin: "test".into(),
+        };
+        // A profile that allows chmod and openat outright, and not mknod.
+        let rules: Vec<seccomp::Rule> = setid_guard()
+            .chain([allow("chmod"), allow("openat"), allow("openat2")])
+            .collect();
+        let filter = seccomp::compile(&rules, seccomp::Exec::Initial, false).unwrap();
+        let call = |name: &str, args: [u64; 6]| {
+            let data = SeccompData {
+                nr: syscall_nr(name).unwrap() as u32,
+                arch: AUDIT_ARCH_X86_64,
+                instruction_pointer: 0,
+                args,
+            };
+            bpf::run(filter.insns(), &data).unwrap()
+        };
+        let eperm = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
+        let suid = u64::from(libc::S_ISUID);
+        let sgid = u64::from(libc::S_ISGID);
+        assert_eq!(call("chmod", [0, 0o4755, 0, 0, 0, 0]), eperm);
+        assert_eq!(call("chmod", [0, 0o2755, 0, 0, 0, 0]), eperm);
+        assert_eq!(
+            call("chmod", [0, 0o755, 0, 0, 0, 0]),
+            libc::SECCOMP_RET_ALLOW
+        );
+        let creat = (libc::O_CREAT | libc::O_WRONLY) as u64;
+        assert_eq!(call("openat", [0, 0, creat, suid | 0o755, 0, 0]), eperm);
+        assert_eq!(
+            call("openat", [0, 0, creat, 0o644, 0, 0]),
+            libc::SECCOMP_RET_ALLOW
+        );
+        // Not allowed by the profile: with the bit EPERM, without it the violation it was.
+        let mknod = (libc::S_IFREG as u64) | sgid | 0o755;
+        assert_eq!(call("mknodat", [0, 0, mknod, 0, 0, 0]), eperm);
+        let traced = call("mknodat", [0, 0, libc::S_IFREG as u64 | 0o644, 0, 0, 0]);
+        assert_eq!(
+            traced & libc::SECCOMP_RET_ACTION_FULL,
+            libc::SECCOMP_RET_TRACE
+        );
+        // openat2's mode is behind a pointer: ENOSYS whatever the profile says.
+        assert_eq!(
+            call("openat2", [0; 6]),
+            libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32
+        );
+        for (name, _) in MODE_CALLS {
+            assert!(syscall_nr(name).is_some(), "{name}");
+        }
     }
 
     const JUDGE: &str = "extends = \"default\"\n[process]\nhostname = \"judge\"\nuid = 1234\n\

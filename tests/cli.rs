@@ -1,0 +1,248 @@
+//! The habits of the command line: sizes in SI and IEC units, exactly, and the
+//! ambiguous ones refused with the question to answer; a `--cwd` the jail does not show
+//! refused before anything runs; a relative program path taken from the jail's working
+//! directory through the bind that shows it, alike in the library and the CLI.
+
+mod common;
+use common::*;
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::Stdio;
+
+/// The report's `limits` entry named `name`.
+fn limit_value(run: &Run, name: &str) -> String {
+    run.report["limits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == name)
+        .map(|l| l["value"].as_str().unwrap().to_string())
+        .unwrap_or_else(|| panic!("no {name} limit in {:#}", run.report))
+}
+
+#[test]
+fn sizes_take_si_and_iec_units_exactly() {
+    let hello = fixture("hello");
+    let h = path_str(&hello);
+    for (given, written) in [
+        ("64MB", "64MB"),
+        ("64MiB", "64MiB"),
+        ("64M", "64MiB"),
+        ("1.5GiB", "1536MiB"),
+        ("65536KiB", "64MiB"),
+        ("64000kB", "64MB"),
+    ] {
+        let run = moat_run(
+            Caller::Current,
+            &["--memory", given, "--file-size", given, "--", h],
+        );
+        assert_eq!(run.status(), "ok", "{given}: {run:#?}");
+        assert_eq!(limit_value(&run, "memory"), written, "{given}");
+        assert_eq!(limit_value(&run, "file_size"), written, "{given}");
+    }
+    // The file-size limit is the exact byte count asked for, SI or IEC: the program
+    // may write exactly that many bytes, and not one more.
+    let dir = scratch();
+    for (given, bytes) in [("10kB", 10_000u64), ("10KiB", 10_240)] {
+        for (n, status) in [(bytes, "ok"), (bytes + 1, "output_limit")] {
+            let script = format!("exec head -c {n} /dev/zero > {}/f", dir.path().display());
+            let run = moat_run(
+                Caller::Current,
+                &[
+                    "--profile",
+                    "sh",
+                    "--bind-rw",
+                    path_str(dir.path()),
+                    "--file-size",
+                    given,
+                    "--",
+                    "/bin/sh",
+                    "-c",
+                    &script,
+                ],
+            );
+            assert_eq!(run.status(), status, "{given} {n}: {run:#?}");
+        }
+    }
+    for (bad, hint) in [
+        ("64mb", "did you mean `64MiB` or `64MB`?"),
+        ("64Mb", "did you mean `64MiB` or `64MB`?"),
+        ("2gib", "did you mean `2GiB` or `2GB`?"),
+        ("64", "a unit is required, e.g. `64MiB`"),
+        ("64 furlongs", "unknown unit `furlongs`"),
+    ] {
+        let out = command(Caller::Current)
+            .args(["run", "--memory", bad, "--", h])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {stderr}");
+        assert!(stderr.contains(hint), "{bad}: {stderr}");
+    }
+    // `--help` says which units mean what.
+    let out = command(Caller::Current)
+        .args(["run", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        help.contains("KiB, MiB, GiB, TiB (IEC: powers of 1024)"),
+        "{help}"
+    );
+    assert!(help.contains("MB, GB, TB (SI: powers of 1000)"), "{help}");
+}
+
+#[test]
+fn a_cwd_the_jail_does_not_show_is_refused_before_the_run() {
+    let dir = scratch();
+    std::fs::create_dir(dir.path().join("judge")).unwrap();
+    let d = path_str(dir.path());
+    let typo = format!("{d}/jugde");
+    let good = format!("{d}/judge");
+    for caller in callers() {
+        // A typo below a bound directory.
+        let run = moat_run(
+            caller,
+            &[
+                "--profile",
+                "sh",
+                "--bind",
+                d,
+                "--cwd",
+                &typo,
+                "--",
+                "/bin/pwd",
+            ],
+        );
+        assert_eq!(
+            (run.status(), run.code),
+            ("setup_error", 125),
+            "{caller:?}: {run:#?}"
+        );
+        assert!(
+            run.stderr
+                .contains(&format!("--cwd {typo}: not a directory in the jail")),
+            "{}",
+            run.stderr
+        );
+        assert!(run.stderr.contains("does not exist"), "{}", run.stderr);
+        // Below a tmpfs, and somewhere nothing mounts.
+        let run = moat_run(
+            caller,
+            &["--profile", "sh", "--cwd", "/tmp/jugde", "--", "/bin/pwd"],
+        );
+        assert_eq!(run.status(), "setup_error", "{caller:?}: {run:#?}");
+        assert!(
+            run.stderr.contains("/tmp is a fresh, empty tmpfs"),
+            "{}",
+            run.stderr
+        );
+        let run = moat_run(
+            caller,
+            &["--profile", "sh", "--cwd", "/nowhere", "--", "/bin/pwd"],
+        );
+        assert_eq!(run.status(), "setup_error", "{caller:?}: {run:#?}");
+        assert!(
+            run.stderr.contains("bind the directory first"),
+            "{}",
+            run.stderr
+        );
+        // The tmpfs itself is there.
+        let run = moat_run(
+            caller,
+            &["--profile", "sh", "--cwd", "/tmp", "--", "/bin/pwd"],
+        );
+        assert_run(&run, "ok", 0, "/tmp\n");
+        // A directory below a bound one that is there, a bound one, and `/`.
+        for (cwd, shown) in [(good.as_str(), good.as_str()), (d, d), ("/", "/")] {
+            let run = moat_run(
+                caller,
+                &[
+                    "--profile",
+                    "sh",
+                    "--bind",
+                    d,
+                    "--cwd",
+                    cwd,
+                    "--",
+                    "/bin/pwd",
+                ],
+            );
+            assert_run(&run, "ok", 0, &format!("{shown}\n"));
+        }
+    }
+}
+
+#[test]
+fn a_relative_program_is_taken_from_the_jails_working_directory() {
+    let dir = scratch();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    std::fs::copy(fixture("hello"), dir.path().join("sol")).unwrap();
+    let src = format!("{}:/w", dir.path().display());
+    for caller in callers() {
+        // moat runs from a directory that has no `sol`: the bind's is the one run.
+        for (cwd, prog) in [("/w", "./sol"), ("/w/sub", "../sol"), ("/w", "sol/../sol")] {
+            let run = moat_run_with(caller, &["--bind", &src, "--cwd", cwd, "--", prog], |c| {
+                c.current_dir("/");
+            });
+            assert_run(&run, "ok", 0, "hello from the jail\n");
+        }
+        // Out of every bind: not found, saying where it looked.
+        let run = moat_run_with(
+            caller,
+            &["--bind", &src, "--cwd", "/w", "--", "../sol"],
+            |c| {
+                c.current_dir("/");
+            },
+        );
+        assert_eq!((run.status(), run.code), ("setup_error", 127), "{run:#?}");
+        assert!(
+            run.stderr
+                .contains("/sol in the jail (from the working directory /w)"),
+            "{}",
+            run.stderr
+        );
+        // With no bind showing the cwd, the caller's own directory is where it is.
+        let run = moat_run_with(caller, &["--", "./sol"], |c| {
+            c.current_dir(dir.path());
+        });
+        assert_run(&run, "ok", 0, "hello from the jail\n");
+    }
+}
+
+#[test]
+fn the_library_resolves_a_relative_program_as_the_cli_does() {
+    let dir = scratch();
+    std::fs::copy(fixture("hello"), dir.path().join("sol")).unwrap();
+    // This process's directory is the crate's, where no `sol` is.
+    assert!(!Path::new("sol").exists());
+    let overrides = moat::Overrides {
+        binds: vec![moat::Bind::parse(
+            &format!("{}:/w", dir.path().display()),
+            false,
+            Path::new("/"),
+        )
+        .unwrap()],
+        cwd: Some("/w".into()),
+        ..Default::default()
+    };
+    let plan = moat::prepare("default", &overrides, &[OsString::from("./sol")], None).unwrap();
+    assert_eq!(plan.program(), dir.path().join("sol"));
+    let outcome = moat::run(&plan).unwrap();
+    assert_eq!(
+        (outcome.status, outcome.exit_code),
+        (moat::Status::Ok, Some(0))
+    );
+    // The library refuses the typo'd cwd as the CLI does.
+    let typo = moat::Overrides {
+        cwd: Some("/w/nowhere".into()),
+        ..overrides
+    };
+    let err = moat::prepare("default", &typo, &[OsString::from("./sol")], None).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("--cwd /w/nowhere: not a directory in the jail"),
+        "{err}"
+    );
+}
