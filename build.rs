@@ -7,6 +7,46 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     builtin_profiles();
     rootfs_templates();
+    git_commit();
+}
+
+/// `moat --version` names the commit it was built from: MOAT_GIT_COMMIT when a
+/// packager sets it, else `git rev-parse` of the checkout, else "unknown" (a source
+/// tarball). Reruns when HEAD or the branch it points to moves.
+fn git_commit() {
+    println!("cargo:rerun-if-env-changed=MOAT_GIT_COMMIT");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(root)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    // The files whose change means another commit: HEAD, the ref it names, and the
+    // packed refs (a ref may live only there). Only existing ones: cargo reruns on
+    // every build for a watched path that is missing.
+    if let Some(dir) = git(&["rev-parse", "--absolute-git-dir"]) {
+        let dir = PathBuf::from(dir);
+        let mut watched = vec![dir.join("HEAD"), dir.join("packed-refs")];
+        if let Some(head_ref) = git(&["symbolic-ref", "-q", "HEAD"]) {
+            watched.push(dir.join(head_ref));
+        }
+        for p in watched.iter().filter(|p| p.exists()) {
+            println!("cargo:rerun-if-changed={}", p.display());
+        }
+    }
+    let commit = std::env::var("MOAT_GIT_COMMIT")
+        .ok()
+        .filter(|c| !c.is_empty())
+        .or_else(|| git(&["rev-parse", "--short=12", "HEAD"]))
+        .unwrap_or_else(|| "unknown".to_string());
+    println!("cargo:rustc-env=MOAT_GIT_COMMIT={commit}");
 }
 
 /// Every profile in profiles/ is built into the binary (an installed moat needs no data

@@ -17,10 +17,18 @@ use std::time::{Duration, Instant};
 #[global_allocator]
 static ALLOC: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
 
+/// `moat --version`: the version and the commit it was built from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("MOAT_GIT_COMMIT"),
+    ")"
+);
+
 #[derive(Parser)]
 #[command(
     name = "moat",
-    version,
+    version = VERSION,
     about = "Run one untrusted program in a jail and report one exact verdict"
 )]
 struct Cli {
@@ -56,6 +64,87 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the shell completion script for SHELL on stdout (e.g. `moat completions
+    /// bash > ~/.local/share/bash-completion/completions/moat`).
+    Completions {
+        /// The shell to complete in.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print moat's man page (roff) on stdout, or with --dir write moat.1 and a page per
+    /// command (moat-run.1, …) into DIR (e.g. ~/.local/share/man/man1).
+    Man {
+        /// Write every page into this directory (made if missing) instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// Writes the completion script for `shell` to stdout.
+fn completions(shell: clap_complete::Shell) -> u8 {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "moat", &mut out);
+    // A reader that stops early (`| head`) is not an error.
+    let _ = std::io::stdout().lock().write_all(&out);
+    0
+}
+
+/// Renders the man page of `cmd` (roff).
+fn man_page(cmd: clap::Command) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    clap_mangen::Man::new(cmd).render(&mut out)?;
+    Ok(out)
+}
+
+/// Prints moat.1, or writes it and one page per command into `dir`.
+fn man(dir: Option<&std::path::Path>) -> u8 {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    let Some(dir) = dir else {
+        return match man_page(cmd) {
+            Ok(page) => {
+                let _ = std::io::stdout().lock().write_all(&page);
+                0
+            }
+            Err(e) => {
+                say(format!("moat: cannot render the man page: {e}"));
+                1
+            }
+        };
+    };
+    let write_all = || -> std::io::Result<Vec<PathBuf>> {
+        std::fs::create_dir_all(dir)?;
+        let mut written = Vec::new();
+        let mut pages = vec![("moat".to_string(), cmd.clone())];
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            // `moat-run(1)` is named and titled as man(1) finds it.
+            let name = format!("moat-{}", sub.get_name());
+            pages.push((name.clone(), sub.clone().name(name)));
+        }
+        for (name, page) in pages {
+            let path = dir.join(format!("{name}.1"));
+            std::fs::write(&path, man_page(page)?)?;
+            written.push(path);
+        }
+        Ok(written)
+    };
+    match write_all() {
+        Ok(written) => {
+            say(format!(
+                "moat: wrote {} man pages into {} (try: man moat-run)",
+                written.len(),
+                dir.display()
+            ));
+            0
+        }
+        Err(e) => {
+            say(format!(
+                "moat: cannot write the man pages into {}: {e}",
+                dir.display()
+            ));
+            1
+        }
+    }
 }
 
 #[derive(Args)]
@@ -845,6 +934,8 @@ fn main() -> ExitCode {
                 .write_all(moat::profile_listing().as_bytes());
             0
         }
+        Command::Completions { shell } => completions(*shell),
+        Command::Man { dir } => man(dir.as_deref()),
         Command::Check { json } => {
             let report = moat::check::probe();
             let text = if *json {

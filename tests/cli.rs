@@ -246,3 +246,105 @@ fn the_library_resolves_a_relative_program_as_the_cli_does() {
         "{err}"
     );
 }
+
+#[test]
+fn version_names_the_commit_it_was_built_from() {
+    let out = command(Caller::Current).arg("--version").output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let commit = env!("MOAT_GIT_COMMIT");
+    assert_eq!(
+        text,
+        format!("moat {} (commit {commit})\n", env!("CARGO_PKG_VERSION"))
+    );
+    // Built from this checkout: the commit is git's own name for HEAD at build time.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    if root.join(".git").exists() && std::env::var_os("MOAT_GIT_COMMIT").is_none() {
+        assert_eq!(commit.len(), 12, "{commit}");
+        assert!(commit.bytes().all(|b| b.is_ascii_hexdigit()), "{commit}");
+        let known = std::process::Command::new("git")
+            .arg("-C")
+            .arg(root)
+            .args(["cat-file", "-t", commit])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&known.stdout).trim(), "commit");
+    }
+}
+
+#[test]
+fn completions_for_each_shell_come_from_the_cli_definition() {
+    for (shell, check) in [
+        ("bash", "_moat()"),
+        ("zsh", "#compdef moat"),
+        ("fish", "complete -c moat"),
+    ] {
+        let out = command(Caller::Current)
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{shell}: {out:?}");
+        let script = String::from_utf8(out.stdout).unwrap();
+        assert!(script.contains(check), "{shell}: {script}");
+        for word in ["exit-status", "memory", "serve", "completions"] {
+            assert!(script.contains(word), "{shell}: no {word}");
+        }
+    }
+    // The bash script parses.
+    let out = command(Caller::Current)
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    let dir = scratch();
+    let path = dir.path().join("moat.bash");
+    std::fs::write(&path, &out.stdout).unwrap();
+    let check = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(check.success());
+    let out = command(Caller::Current)
+        .args(["completions", "tcsh-ish"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn man_pages_come_from_the_cli_definition() {
+    let out = command(Caller::Current).arg("man").output().unwrap();
+    assert!(out.status.success());
+    let page = String::from_utf8(out.stdout).unwrap();
+    assert!(page.contains(".TH moat 1"), "{page}");
+    assert!(page.contains(env!("MOAT_GIT_COMMIT")));
+    let dir = scratch();
+    let man1 = dir.path().join("share/man/man1");
+    let out = command(Caller::Current)
+        .args(["man", "--dir"])
+        .arg(&man1)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let run = std::fs::read_to_string(man1.join("moat-run.1")).unwrap();
+    assert!(run.contains(".TH moat-run 1"), "{run}");
+    for flag in ["exit\\-status", "memory", "report"] {
+        assert!(run.contains(flag), "moat-run.1 has no {flag}");
+    }
+    for page in [
+        "moat.1",
+        "moat-serve.1",
+        "moat-check.1",
+        "moat-completions.1",
+    ] {
+        assert!(man1.join(page).is_file(), "{page}");
+    }
+    // An unwritable directory is an error that says so.
+    let out = command(Caller::Current)
+        .args(["man", "--dir", "/proc/nope"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot write the man pages into /proc/nope")
+    );
+}

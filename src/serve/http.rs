@@ -459,7 +459,7 @@ mod tests {
         refused(b"BREW\r\n\r\n", 400);
         refused(b"GET / HTTP/2\r\n\r\n", 505);
         let mut big = b"GET / HTTP/1.1\r\nX: ".to_vec();
-        big.extend(std::iter::repeat(b'a').take(MAX_HEAD));
+        big.extend(std::iter::repeat_n(b'a', MAX_HEAD));
         big.extend_from_slice(b"\r\n\r\n");
         refused(&big, 431);
         assert!(matches!(read(b"", 10), Err(ReadError::Closed)));

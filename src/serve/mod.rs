@@ -524,6 +524,7 @@ fn version() -> Value {
     m.insert("os".into(), std::env::consts::OS.into());
     m.insert("platform".into(), std::env::consts::ARCH.into());
     m.insert("moat".into(), true.into());
+    m.insert("moatCommit".into(), env!("MOAT_GIT_COMMIT").into());
     Value::Object(m)
 }
 

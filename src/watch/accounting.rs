@@ -174,7 +174,7 @@ pub fn is_process(tid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{tid}/status"))
         .ok()
         .and_then(|t| parse_tgid(&t))
-        .map_or(true, |tgid| tgid == tid)
+        .is_none_or(|tgid| tgid == tid)
 }
 
 #[cfg(test)]
