@@ -37,6 +37,10 @@ const CHECKS: &[(&str, Check)] = &[
         "a_caller_with_a_child_of_its_own_is_not_kept_waiting",
         a_caller_with_a_child_of_its_own_is_not_kept_waiting,
     ),
+    (
+        "a_root_owned_writable_bind_is_mapped_in_a_warm_jail",
+        a_root_owned_writable_bind_is_mapped_in_a_warm_jail,
+    ),
 ];
 
 fn main() {
@@ -238,4 +242,44 @@ fn a_caller_with_a_child_of_its_own_is_not_kept_waiting(pool: &Arc<Pool>) {
     );
     mine.kill().unwrap();
     assert!(!mine.wait().unwrap().success());
+}
+
+/// A root caller's writable bind of a root-owned directory (see tests/idmap.rs), in a
+/// jail made ahead: the id-mapped mount travels to init with the order.
+fn a_root_owned_writable_bind_is_mapped_in_a_warm_jail(pool: &Arc<Pool>) {
+    if !is_root() {
+        return;
+    }
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = tempfile::Builder::new()
+        .prefix("moat-idmap-")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let d = path_str(dir.path());
+    let prof = scratch();
+    let prof_path = prof.path().join("rw.toml");
+    std::fs::write(
+        &prof_path,
+        format!("extends = \"sh\"\n[[filesystem.bind]]\nsrc = \"{d}\"\nrw = true\n"),
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while pool.stats().ready == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let before = pool.stats();
+    let mut c = sh(&format!(
+        "echo warm > {d}/f && ls -ln {d}/f | cut -d' ' -f3,4"
+    ));
+    c.profile = path_str(&prof_path).to_string();
+    let r = exec(pool, vec![c]);
+    assert_eq!(r.results[0].outcome.status, Status::Ok, "{r:?}");
+    assert_eq!(stdout(&r, 0), "1000 1000\n");
+    let after = pool.stats();
+    assert_eq!(after.made_on_demand, before.made_on_demand, "{after:?}");
+    let f = dir.path().join("f");
+    assert_eq!(std::fs::read_to_string(&f).unwrap(), "warm\n");
+    let m = std::fs::metadata(&f).unwrap();
+    assert_eq!((m.uid(), m.gid()), (0, 0));
 }

@@ -34,6 +34,9 @@ pub enum Open {
 /// Everything the child touches, prepared in the parent before the clone.
 pub struct Prepared<'a> {
     pub mounts: &'a MountOps,
+    /// The run's detached mounts (id-mapped writable binds), by slot, at or above
+    /// `fd_base`; init attaches and closes each while it builds the root.
+    pub detached: Vec<RawFd>,
     pub hostname: &'a CString,
     pub program: &'a CString,
     /// NUL-terminated arrays of pointers into the plan's argv and envp.
@@ -55,7 +58,8 @@ pub struct Prepared<'a> {
     /// A number above every target; err_fd and ctl_fd are at or above it, and sources
     /// are moved above it before they are placed, so no placement clobbers another.
     pub fd_base: RawFd,
-    /// What init keeps open when it starts, sorted: err_fd, ctl_fd and the sources.
+    /// What init keeps open when it starts, sorted: err_fd, ctl_fd, the detached mounts
+    /// and the sources.
     pub keep: Vec<RawFd>,
     /// Work-dir files opened by the program's process, in order.
     pub opens: &'a [Open],
@@ -283,7 +287,7 @@ pub fn init_go(p: &Prepared) -> ! {
     if privs::set_ids(p.uid, p.gid) < 0 {
         fail(p, Stage::Ids, 0, errno());
     }
-    if let Err((stage, step, e)) = p.mounts.apply() {
+    if let Err((stage, step, e)) = p.mounts.apply(&p.detached) {
         fail(p, stage, step, e);
     }
     // SAFETY: sethostname with a prepared buffer and its length.

@@ -10,6 +10,7 @@ use super::sys;
 use super::wire::{Malformed, Reader, Writer};
 use crate::plan::rootfs::{Step, Tree};
 use std::ffi::CString;
+use std::os::fd::RawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -40,6 +41,14 @@ enum Op {
         fstype: Option<CString>,
         flags: libc::c_ulong,
         data: Option<CString>,
+    },
+    /// Attach the detached mount in slot `slot` of the run's mount descriptors at `dst`
+    /// (`move_mount`): a writable bind made id-mapped in the parent (see
+    /// `super::idmap`), in place of the bind from the old root. The descriptor is
+    /// closed once attached.
+    Attach {
+        slot: u32,
+        dst: CString,
     },
     /// Make a bind mount (and everything under it) read-only/nosuid/nodev (or noexec
     /// when writable): mount_setattr where the kernel has it (it reaches submounts and
@@ -81,8 +90,10 @@ const MOUNT_ATTR_NODEV: u64 = 0x4;
 const MOUNT_ATTR_NOEXEC: u64 = 0x8;
 
 impl MountOps {
-    /// Turns the planned tree into the ops the child runs, in the parent.
-    pub fn prepare(tree: &Tree) -> Result<MountOps, NulInPath> {
+    /// Turns the planned tree into the ops the child runs, in the parent. `attached`:
+    /// the steps (writable binds) the child attaches from a detached mount instead of
+    /// binding them, in the order of their descriptors (see `super::idmap::Detached`).
+    pub fn prepare(tree: &Tree, attached: &[u32]) -> Result<MountOps, NulInPath> {
         let mut ops = Vec::new();
         for (i, step) in tree.steps.iter().enumerate() {
             let i = i as u32;
@@ -150,19 +161,29 @@ impl MountOps {
                             Op::Touch(dst_c.clone())
                         },
                     ));
-                    // Recursive for directories: in a user namespace a non-recursive
-                    // bind of a tree with locked submounts is refused.
-                    let rec = if *dir { libc::MS_REC } else { 0 };
-                    ops.push((
-                        i,
-                        Op::Mount {
-                            src: Some(under(OLD_ROOT, src)?),
-                            dst: dst_c.clone(),
-                            fstype: None,
-                            flags: libc::MS_BIND | rec,
-                            data: None,
-                        },
-                    ));
+                    if let Some(slot) = attached.iter().position(|s| *s == i) {
+                        ops.push((
+                            i,
+                            Op::Attach {
+                                slot: slot as u32,
+                                dst: dst_c.clone(),
+                            },
+                        ));
+                    } else {
+                        // Recursive for directories: in a user namespace a
+                        // non-recursive bind of a tree with locked submounts is refused.
+                        let rec = if *dir { libc::MS_REC } else { 0 };
+                        ops.push((
+                            i,
+                            Op::Mount {
+                                src: Some(under(OLD_ROOT, src)?),
+                                dst: dst_c.clone(),
+                                fstype: None,
+                                flags: libc::MS_BIND | rec,
+                                data: None,
+                            },
+                        ));
+                    }
                     let mut attr_set = MOUNT_ATTR_NOSUID;
                     let mut flags = libc::MS_REMOUNT
                         | libc::MS_BIND
@@ -251,9 +272,18 @@ impl MountOps {
         })
     }
 
-    /// Child side: builds the new root and pivots into it. On failure returns the
-    /// stage, the plan step (for [`Stage::Mount`]) and the errno. Allocates nothing.
-    pub fn apply(&self) -> Result<(), (Stage, u32, i32)> {
+    /// How many detached mounts the ops attach (one descriptor each).
+    pub fn detached(&self) -> usize {
+        self.ops
+            .iter()
+            .filter(|(_, op)| matches!(op, Op::Attach { .. }))
+            .count()
+    }
+
+    /// Child side: builds the new root and pivots into it. `detached`: the run's
+    /// detached mounts, by slot. On failure returns the stage, the plan step (for
+    /// [`Stage::Mount`]) and the errno. Allocates nothing.
+    pub fn apply(&self, detached: &[RawFd]) -> Result<(), (Stage, u32, i32)> {
         let at = |stage: Stage| move |e: i32| (stage, 0, e);
         let scratch = at(Stage::MountScratch);
         // Nothing mounted from here on may propagate back to the host, and host mount
@@ -286,7 +316,7 @@ impl MountOps {
         )
         .map_err(scratch)?;
         for (step, op) in &self.ops {
-            run(op).map_err(|e| (Stage::Mount, *step, e))?;
+            run(op, detached).map_err(|e| (Stage::Mount, *step, e))?;
         }
         let pivot = at(Stage::Pivot);
         sys::chdir(c"/newroot").map_err(pivot)?;
@@ -345,6 +375,11 @@ impl MountOps {
                     w.u64(*flags);
                     w.opt_cstr(data.as_ref());
                 }
+                Op::Attach { slot, dst } => {
+                    w.u8(6);
+                    w.u32(*slot);
+                    w.cstr(dst);
+                }
                 Op::Restrict {
                     dst,
                     attr_set,
@@ -391,6 +426,10 @@ impl MountOps {
                     attr_set: r.u64("mount attributes")?,
                     remount_flags: r.u64("remount flags")?,
                 },
+                6 => Op::Attach {
+                    slot: r.u32("detached mount")?,
+                    dst: r.cstr("detached mount target")?,
+                },
                 _ => return Err(Malformed("mount op")),
             };
             ops.push((step, op));
@@ -400,7 +439,7 @@ impl MountOps {
 }
 
 /// Runs one prepared op. Child side: no allocation.
-fn run(op: &Op) -> Result<(), i32> {
+fn run(op: &Op, detached: &[RawFd]) -> Result<(), i32> {
     match op {
         Op::Mkdir(path) => sys::mkdir(path, 0o755, true),
         Op::Symlink { target, path } => sys::symlink(target, path),
@@ -434,6 +473,15 @@ fn run(op: &Op) -> Result<(), i32> {
             *flags,
             data.as_deref(),
         ),
+        Op::Attach { slot, dst } => {
+            let fd = *detached.get(*slot as usize).ok_or(libc::EBADF)?;
+            // The mount was made in the parent, in the host's user namespace; moving it
+            // into this mount namespace needs only this namespace's CAP_SYS_ADMIN
+            // (may_mount), which init holds.
+            sys::move_mount_fd(fd, dst)?;
+            sys::close(fd);
+            Ok(())
+        }
         Op::Restrict {
             dst,
             attr_set,
@@ -512,7 +560,7 @@ mod tests {
             },
             Step::Seal { dst: "/dev".into() },
         ]);
-        let m = MountOps::prepare(&t).unwrap();
+        let m = MountOps::prepare(&t, &[]).unwrap();
         // What a jail made ahead reads back is the same program, op for op.
         let mut w = Writer::default();
         m.encode(&mut w);
@@ -602,11 +650,43 @@ mod tests {
     }
 
     #[test]
+    fn an_attached_bind_is_moved_from_its_slot_then_restricted() {
+        let rw = |src: &str| Step::Bind {
+            src: src.into(),
+            dst: src.into(),
+            dir: true,
+            rw: true,
+            device: false,
+            locked: 0,
+        };
+        let t = tree(vec![rw("/srv/a"), rw("/srv/b")]);
+        // Step 1 comes from the run's first detached mount; step 0 is bound as ever.
+        let m = MountOps::prepare(&t, &[1]).unwrap();
+        assert_eq!(m.detached(), 1);
+        assert!(
+            matches!(&m.ops[1].1, Op::Mount { src: Some(src), .. } if s(src) == "/oldroot/srv/a")
+        );
+        assert!(matches!(&m.ops[3], (1, Op::Mkdir(p)) if s(p) == "/newroot/srv/b"));
+        assert!(
+            matches!(&m.ops[4], (1, Op::Attach { slot: 0, dst }) if s(dst) == "/newroot/srv/b")
+        );
+        assert!(matches!(&m.ops[5], (1, Op::Restrict { attr_set, .. })
+            if *attr_set == MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC));
+        let mut w = Writer::default();
+        m.encode(&mut w);
+        let back = MountOps::decode(&mut Reader::new(&w.bytes)).unwrap();
+        assert_eq!(format!("{back:?}"), format!("{m:?}"));
+        assert_eq!(back.detached(), 1);
+        // A slot with no descriptor is refused, not a panic.
+        assert_eq!(run(&m.ops[4].1, &[]), Err(libc::EBADF));
+    }
+
+    #[test]
     fn a_nul_in_a_planned_path_is_an_error_not_a_panic() {
         let t = tree(vec![Step::Mkdir {
             path: PathBuf::from("/a\0b"),
         }]);
-        let err = MountOps::prepare(&t).unwrap_err();
+        let err = MountOps::prepare(&t, &[]).unwrap_err();
         assert!(err.to_string().contains("NUL"), "{err}");
     }
 }

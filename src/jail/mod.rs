@@ -7,6 +7,7 @@
 //! planner.
 
 pub mod child;
+pub mod idmap;
 pub mod init;
 pub mod mnt;
 pub mod net;

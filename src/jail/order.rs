@@ -64,12 +64,19 @@ fn cstring(bytes: &[u8]) -> Result<CString, NulInPath> {
 
 impl Order {
     /// Fails only for a string the kernel would have to take that holds a NUL byte.
-    pub fn new(plan: &Plan, wiring: &Wiring, await_placement: bool) -> Result<Order, NulInPath> {
+    /// `attached`: the plan steps init attaches from the run's detached mounts, in the
+    /// order of their descriptors (see `super::idmap`).
+    pub fn new(
+        plan: &Plan,
+        wiring: &Wiring,
+        await_placement: bool,
+        attached: &[u32],
+    ) -> Result<Order, NulInPath> {
         // The compiler refuses programs longer than the kernel's 4096 instructions, so
         // the length fits the kernel's u16.
         let insns = plan.filter.insns();
         Ok(Order {
-            mounts: MountOps::prepare(&plan.tree)?,
+            mounts: MountOps::prepare(&plan.tree, attached)?,
             hostname: cstring(plan.policy.hostname.as_bytes())?,
             program: cstring(plan.program.as_os_str().as_bytes())?,
             argv: plan.argv.clone(),
@@ -146,7 +153,8 @@ impl Order {
 
     /// The child's view of this order. `sources`: the descriptors for `targets`, as
     /// numbered in the process that will clone or run the child; `fd_base` is above
-    /// every target, and `err_fd` and `ctl_fd` are at or above it.
+    /// every target, and `err_fd`, `ctl_fd` and the `detached` mounts (one for each the
+    /// order attaches, by slot) are at or above it.
     #[allow(clippy::too_many_arguments)]
     pub fn prepared(
         &self,
@@ -156,6 +164,7 @@ impl Order {
         fd_base: RawFd,
         cpus: Option<libc::cpu_set_t>,
         args_area: Option<(usize, usize)>,
+        detached: &[RawFd],
     ) -> Prepared<'_> {
         let ptrs = |v: &[CString]| {
             v.iter()
@@ -171,10 +180,12 @@ impl Order {
             .collect();
         let mut keep: Vec<RawFd> = fds.iter().map(|(_, s)| *s).collect();
         keep.extend([err_fd, ctl_fd]);
+        keep.extend_from_slice(detached);
         keep.sort_unstable();
         keep.dedup();
         Prepared {
             mounts: &self.mounts,
+            detached: detached.to_vec(),
             hostname: &self.hostname,
             program: &self.program,
             argv: ptrs(&self.argv),
@@ -373,6 +384,11 @@ impl Order {
     /// How many descriptors come with the order (one per target).
     pub fn sources(&self) -> usize {
         self.targets.len()
+    }
+
+    /// How many detached mounts come with the order, after the sources.
+    pub fn detached(&self) -> usize {
+        self.mounts.detached()
     }
 }
 

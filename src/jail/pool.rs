@@ -342,8 +342,14 @@ fn await_order(ctl: RawFd, moat: libc::pid_t, args_area: Option<(usize, usize)>)
             quit(rec.exit_code())
         }
     };
-    let sources: Vec<RawFd> = fds.map(IntoRawFd::into_raw_fd).collect();
-    if sources.len() != order.sources() {
+    let sources: Vec<RawFd> = fds
+        .by_ref()
+        .take(order.sources())
+        .map(IntoRawFd::into_raw_fd)
+        .collect();
+    // After the sources, the run's detached mounts (id-mapped writable binds), by slot.
+    let detached: Vec<RawFd> = fds.map(IntoRawFd::into_raw_fd).collect();
+    if sources.len() != order.sources() || detached.len() != order.detached() {
         let rec = ChildFailure::new(Stage::Stdio, 0, libc::EBADF);
         let _ = sys::write_all(err.as_raw_fd(), &rec.to_bytes());
         quit(rec.exit_code())
@@ -359,7 +365,8 @@ fn await_order(ctl: RawFd, moat: libc::pid_t, args_area: Option<(usize, usize)>)
     };
     let err = above(err.into_raw_fd());
     let ctl = above(ctl);
-    let prepared = order.prepared(err, ctl, &sources, fd_base, None, args_area);
+    let detached: Vec<RawFd> = detached.into_iter().map(above).collect();
+    let prepared = order.prepared(err, ctl, &sources, fd_base, None, args_area, &detached);
     init_go(&prepared)
 }
 

@@ -5,6 +5,7 @@
 //! the child does is in [`super::child`].
 
 use super::child::{init_main, MAX_FDS};
+use super::idmap::{self, IdmapError};
 use super::mnt::NulInPath;
 use super::order::{args_area, Order};
 pub use super::order::{Wiring, WorkdirOpen};
@@ -28,6 +29,10 @@ pub enum JailError {
         /// The errno of the clone.
         errno: i32,
     },
+    /// A writable bind a root caller's jail could not write cannot be made writable
+    /// for it (see [`super::idmap`]); the message names the path and the fix.
+    #[error(transparent)]
+    Idmap(#[from] IdmapError),
     /// A planned string the kernel would have to take holds a NUL byte.
     #[error("cannot hand the plan to the kernel: {0}")]
     Nul(String),
@@ -249,6 +254,9 @@ pub fn spawn(
     before_start: Option<&dyn Fn(libc::pid_t) -> io::Result<()>>,
 ) -> Result<Jail, JailError> {
     let fd_base = targets(wiring)? + 1;
+    // Before anything of the jail exists: a writable bind that cannot be made writable
+    // for it is refused here.
+    let detached = idmap::detach(&plan.tree, &plan.ids, plan.setid_guard)?;
     let (err_r, err_w) = sys::pipe().map_err(sys_err("creating a pipe"))?;
     let (ctl, ctl_child) = sys::socketpair().map_err(sys_err("creating a socket pair"))?;
     // The child's own descriptors sit above every target, so placing the program's
@@ -264,11 +272,17 @@ pub fn spawn(
     };
     let err_w = above(err_w)?;
     let ctl_child = above(ctl_child)?;
+    let mounts = detached
+        .fds
+        .into_iter()
+        .map(above)
+        .collect::<Result<Vec<_>, _>>()?;
+    let mount_fds: Vec<RawFd> = mounts.iter().map(AsRawFd::as_raw_fd).collect();
     // The parent reads errors without blocking once the jail is gone.
     // SAFETY: fcntl on a descriptor we own.
     unsafe { libc::fcntl(err_r.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
     let pin = Pin::here();
-    let order = Order::new(plan, wiring, before_start.is_some())?;
+    let order = Order::new(plan, wiring, before_start.is_some(), &detached.steps)?;
     let sources: Vec<RawFd> = wiring.fds.iter().map(|(_, s)| *s).collect();
     let prepared = order.prepared(
         err_w.as_raw_fd(),
@@ -277,6 +291,7 @@ pub fn spawn(
         fd_base,
         pin.saved,
         args_area(),
+        &mount_fds,
     );
 
     let mut flags: libc::c_int = NAMESPACES.iter().fold(0, |acc, (_, f)| acc | f);
@@ -298,6 +313,9 @@ pub fn spawn(
     };
     drop(err_w);
     drop(ctl_child);
+    // init has its own copies: the parent's go, and a mount init never attaches
+    // dissolves with the last of them.
+    drop(mounts);
 
     let jail = Jail::started(pid, sys::pidfd_open(pid).ok(), err_r);
     if let Err(e) = plan.ids.write(pid) {
@@ -390,23 +408,28 @@ pub fn adopt(
     before_start: Option<&dyn Fn(libc::pid_t) -> io::Result<()>>,
 ) -> Result<Jail, JailError> {
     targets(wiring)?;
+    // Refused before the jail is taken over: dropping `pre` kills it.
+    let detached = idmap::detach(&plan.tree, &plan.ids, plan.setid_guard)?;
     let (pid, pidfd, ctl) = pre.take();
     let (err_r, err_w) = sys::pipe().map_err(sys_err("creating a pipe"))?;
     // SAFETY: fcntl on a descriptor we own.
     unsafe { libc::fcntl(err_r.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
     let jail = Jail::started(pid, Some(pidfd), err_r);
     attach(&jail)?;
-    let order =
-        Order::new(plan, wiring, before_start.is_some()).map_err(|e| abort(&jail, e.into()))?;
+    let order = Order::new(plan, wiring, before_start.is_some(), &detached.steps)
+        .map_err(|e| abort(&jail, e.into()))?;
     let bytes = order.encode();
     let sent = sys::memfd_with(&bytes).and_then(|memfd| {
         let mut head = [b'o', 0, 0, 0, 0, 0, 0, 0, 0];
         head[1..].copy_from_slice(&(bytes.len() as u64).to_le_bytes());
         let mut fds = vec![memfd.as_raw_fd(), err_w.as_raw_fd()];
         fds.extend(wiring.fds.iter().map(|(_, s)| *s));
+        // The detached mounts last, in slot order (see `pool::await_order`).
+        fds.extend(detached.fds.iter().map(AsRawFd::as_raw_fd));
         sys::send_with_fds(ctl.as_raw_fd(), &head, &fds)
     });
     drop(err_w);
+    drop(detached);
     if let Err(e) = sent {
         return Err(abort(&jail, sys_err("sending the jail its order")(e)));
     }

@@ -267,6 +267,76 @@ pub fn mount_setattr_recursive(path: &CStr, attr_set: u64) -> Result<(), i32> {
     check(r as libc::c_int)
 }
 
+/// `OPEN_TREE_CLONE` (linux/mount.h): open_tree makes a detached copy of the mount.
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+/// `MOVE_MOUNT_F_EMPTY_PATH` (linux/mount.h): move_mount's source is the descriptor.
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+
+/// A system call's result: the non-negative value, or the errno.
+fn ret(r: libc::c_long) -> Result<libc::c_long, i32> {
+    if r < 0 {
+        Err(errno())
+    } else {
+        Ok(r)
+    }
+}
+
+/// open_tree(2) with `OPEN_TREE_CLONE` on what `fd` names (Linux 5.2): a detached
+/// bind mount of it, and of it alone (no `AT_RECURSIVE`: the mounts below it are not
+/// copied), closed on exec. Parent side.
+pub fn open_tree_clone(fd: RawFd) -> Result<OwnedFd, i32> {
+    let flags =
+        OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_EMPTY_PATH as libc::c_uint;
+    // SAFETY: open_tree with a descriptor of ours, an empty NUL-terminated path and a
+    // flags word; it returns a new descriptor or -1.
+    let r = ret(unsafe { libc::syscall(libc::SYS_open_tree, fd, c"".as_ptr(), flags) })?;
+    let fd = RawFd::try_from(r).map_err(|_| libc::EBADF)?;
+    // SAFETY: the kernel just returned this descriptor and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// mount_setattr(2) on the detached mount `fd` itself (not below it), setting
+/// `attr_set`, with `userns_fd` as the idmapping when `attr_set` holds
+/// `MOUNT_ATTR_IDMAP` (Linux 5.12). Parent side.
+pub fn mount_setattr_fd(fd: RawFd, attr_set: u64, userns_fd: RawFd) -> Result<(), i32> {
+    let attr = MountAttr {
+        attr_set,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: u64::try_from(userns_fd).unwrap_or(0),
+    };
+    // SAFETY: a descriptor of ours, an empty NUL-terminated path, and a stack struct of
+    // the size passed.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd,
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH as libc::c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    ret(r).map(drop)
+}
+
+/// move_mount(2) of the detached mount `fd` onto `dst` (Linux 5.2). No allocation.
+pub fn move_mount_fd(fd: RawFd, dst: &CStr) -> Result<(), i32> {
+    // SAFETY: a descriptor number, an empty and a NUL-terminated path, and a flags
+    // word; no memory is written.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            fd,
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            dst.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    ret(r).map(drop)
+}
+
 /// A pair of connected unix sockets (SOCK_SEQPACKET, close-on-exec): one message per
 /// send, and a descriptor can travel with it.
 pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
@@ -435,8 +505,10 @@ pub fn clear_cloexec(fd: RawFd) -> Result<(), i32> {
     check(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) })
 }
 
-/// Most descriptors one message of [`send_with_fds`] carries.
-pub const MAX_PASSED_FDS: usize = 72;
+/// Most descriptors one message of [`send_with_fds`] carries: a jail's order brings
+/// two of its own, up to `MAX_FDS` (64) of the program's and one per id-mapped bind
+/// (the kernel's own cap, SCM_MAX_FD, is 253).
+pub const MAX_PASSED_FDS: usize = 128;
 
 /// Room for the control message of [`MAX_PASSED_FDS`] descriptors, aligned as a
 /// cmsghdr.

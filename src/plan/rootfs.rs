@@ -76,6 +76,52 @@ pub struct Tree {
     pub steps: Vec<Step>,
 }
 
+impl Tree {
+    /// The writable binds of host files and directories (devices are not among them),
+    /// as (step index, host source, whether it is a directory). For a root caller each
+    /// one its jail could not write is bound through an id-mapped mount (see
+    /// `jail::idmap`), and the plan's filter then keeps the program from setting
+    /// set-user-ID and set-group-ID bits (see `Plan::finish`).
+    pub fn writable_binds(&self) -> impl Iterator<Item = (u32, &Path, bool)> + '_ {
+        self.steps
+            .iter()
+            .enumerate()
+            .filter_map(|(i, step)| match step {
+                Step::Bind {
+                    src,
+                    rw: true,
+                    device: false,
+                    dir,
+                    ..
+                } => Some((i as u32, src.as_path(), *dir)),
+                _ => None,
+            })
+    }
+}
+
+/// Whether a process with fsuid `uid`, fsgid `gid` and no supplementary group may
+/// write `mode`/`owner`/`group` (a directory: also search it), by the mode bits alone,
+/// as the kernel's `generic_permission` checks them.
+pub fn writable_by(mode: u32, owner: u32, group: u32, uid: u32, gid: u32, dir: bool) -> bool {
+    let want = if dir { 0o3 } else { 0o2 };
+    let shift = if owner == uid {
+        6
+    } else if group == gid {
+        3
+    } else {
+        0
+    };
+    (mode >> shift) & want == want
+}
+
+/// Whether a root caller's jail, running as `uid`/`gid` outside, needs a writable bind
+/// of `mode`/`owner`/`group` made id-mapped (`jail::idmap`) to write it: it could not
+/// as it is, and its owner is not the jail's already (an owner's own read-only mode is
+/// kept: mapping would change nothing).
+pub fn needs_idmap(mode: u32, owner: u32, group: u32, uid: u32, gid: u32, dir: bool) -> bool {
+    !writable_by(mode, owner, group, uid, gid, dir) && owner != uid
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RootfsError {
     #[error("cannot inspect {path} on the host: {source}")]
@@ -569,6 +615,24 @@ mod tests {
             cwd: Path::new("/"),
             workdir: None,
         }
+    }
+
+    #[test]
+    fn writable_by_follows_the_mode_bits_of_the_class_that_applies() {
+        // root:root 0755, the jail 65534: others' bits, r-x.
+        assert!(!writable_by(0o40755, 0, 0, 65534, 65534, true));
+        assert!(writable_by(0o40777, 0, 0, 65534, 65534, true));
+        // Sticky /tmp-like directories are writable (the sticky bit guards entries).
+        assert!(writable_by(0o41777, 0, 0, 65534, 65534, true));
+        // The owner class decides for the owner, even if others may write.
+        assert!(!writable_by(0o40577, 65534, 0, 65534, 65534, true));
+        assert!(writable_by(0o40700, 65534, 0, 65534, 65534, true));
+        // The group class for a member; write without search is not enough.
+        assert!(writable_by(0o40775, 0, 65534, 65534, 65534, true));
+        assert!(!writable_by(0o40765, 0, 65534, 65534, 65534, true));
+        // A file needs write only.
+        assert!(writable_by(0o100662, 0, 0, 65534, 65534, false));
+        assert!(!writable_by(0o100644, 0, 0, 65534, 65534, false));
     }
 
     #[test]
