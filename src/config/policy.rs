@@ -165,6 +165,10 @@ pub struct Policy {
     pub(crate) allow_exec: bool,
     /// Argument templates put after the program's name (see `args`).
     pub(crate) args: Vec<String>,
+    /// The runtime's exit code for "out of the memory it was given" (see
+    /// `process.out_of_memory_exit_code`).
+    #[serde(default)]
+    pub(crate) out_of_memory_exit_code: Option<i32>,
     pub(crate) library_path: Vec<PathBuf>,
     pub(crate) proc: bool,
     pub(crate) dev: bool,
@@ -530,6 +534,7 @@ impl Policy {
             env: env.into_iter().collect(),
             allow_exec: acc.allow_exec.unwrap_or(false),
             args: acc.args,
+            out_of_memory_exit_code: acc.out_of_memory_exit_code,
             library_path: acc.library_path,
             proc: acc.proc.unwrap_or(false),
             dev: acc.dev.unwrap_or(true),
@@ -590,6 +595,7 @@ struct Layered {
     env: Option<BTreeMap<String, String>>,
     allow_exec: Option<bool>,
     args: Vec<String>,
+    out_of_memory_exit_code: Option<i32>,
     library_path: Vec<PathBuf>,
     proc: Option<bool>,
     dev: Option<bool>,
@@ -664,6 +670,24 @@ impl Layered {
         }
         if p.allow_exec.is_some() {
             self.allow_exec = p.allow_exec;
+        }
+        if p.replace_args == Some(true) {
+            self.args.clear();
+        }
+        if let Some(code) = &p.out_of_memory_exit_code {
+            // 0 is success, and 126 and up are the shells' and moat's own codes; a
+            // runtime's own code for "out of memory" is 1 to 125.
+            if !(1..=125).contains(code.get_ref()) {
+                return Err(src
+                    .error(
+                        code.span(),
+                        "process.out_of_memory_exit_code",
+                        "use the exit code the runtime gives, 1 to 125 (the JVM's \
+                         -XX:+ExitOnOutOfMemoryError exits 3)",
+                    )
+                    .into());
+            }
+            self.out_of_memory_exit_code = Some(*code.get_ref() as i32);
         }
         for a in &p.args {
             no_nul(src, a, "process.args")?;
@@ -960,6 +984,69 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("base.toml:2:10: limits.memory"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_extending_profile_appends_args_or_replaces_them_when_it_says_so() {
+        let dir = std::env::temp_dir().join(format!("moat-policy-args-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let child = dir.join("child.toml");
+        let java = Policy::load("java", &Overrides::default()).unwrap();
+        assert!(java.args.iter().any(|a| a == "-XX:+ExitOnOutOfMemoryError"));
+        assert_eq!(java.out_of_memory_exit_code, Some(3));
+        std::fs::write(
+            &child,
+            "extends = \"java\"\n[process]\nargs = [\"-Dx=1\"]\n",
+        )
+        .unwrap();
+        let p = Policy::load(child.to_str().unwrap(), &Overrides::default()).unwrap();
+        let mut appended = java.args.clone();
+        appended.push("-Dx=1".into());
+        assert_eq!(p.args, appended);
+        std::fs::write(
+            &child,
+            "extends = \"java\"\n[process]\nreplace_args = true\nargs = [\"-Dx=1\"]\n",
+        )
+        .unwrap();
+        let p = Policy::load(child.to_str().unwrap(), &Overrides::default()).unwrap();
+        assert_eq!(p.args, ["-Dx=1"]);
+        // The base's out-of-memory code is kept unless the layer says otherwise.
+        assert_eq!(p.out_of_memory_exit_code, Some(3));
+        std::fs::write(
+            &child,
+            "extends = \"java\"\n[process]\nreplace_args = true\n",
+        )
+        .unwrap();
+        assert!(Policy::load(child.to_str().unwrap(), &Overrides::default())
+            .unwrap()
+            .args
+            .is_empty());
+        // The shipped javac profile gives javac the JVM flags in javac's -J form.
+        let javac = Policy::load("javac", &Overrides::default()).unwrap();
+        assert!(
+            javac.args.iter().all(|a| a.starts_with("-J-")),
+            "{:?}",
+            javac.args
+        );
+        assert!(javac
+            .args
+            .iter()
+            .any(|a| a == "-J-XX:+ExitOnOutOfMemoryError"));
+        for bad in ["0", "126", "-1", "300"] {
+            std::fs::write(
+                &child,
+                format!("[process]\nout_of_memory_exit_code = {bad}\n"),
+            )
+            .unwrap();
+            let err = Policy::load(child.to_str().unwrap(), &Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("process.out_of_memory_exit_code: use the exit code"),
+                "{err}"
+            );
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -51,6 +51,13 @@ pub struct Process {
     /// may use the run's limits, e.g. "-Xmx{memory_mib*3/4}m" (see src/template.rs).
     #[serde(default)]
     pub args: Vec<Spanned<String>>,
+    /// This profile's `args` replace those of the profiles it extends (which are
+    /// otherwise kept, this profile's after them): `java`'s JVM flags are not javac's.
+    pub replace_args: Option<bool>,
+    /// The exit code the runtime gives when it runs out of the memory it was given
+    /// (the JVM's `-XX:+ExitOnOutOfMemoryError` exits 3): such an exit is the verdict
+    /// `memory_limit`, not `nonzero_exit`.
+    pub out_of_memory_exit_code: Option<Spanned<i64>>,
     /// Directories searched for shared libraries before ld.so.cache; also given to the
     /// program as LD_LIBRARY_PATH unless `env` sets that itself.
     #[serde(default)]

@@ -133,6 +133,10 @@ pub struct Outcome {
     /// library caller without one).
     #[serde(default)]
     pub cancelled_by: Option<i32>,
+    /// A `memory_limit` the program's runtime reported (it exited with the profile's
+    /// `out_of_memory_exit_code`, kept in `exit_code`), rather than one moat saw.
+    #[serde(default)]
+    pub runtime_out_of_memory: bool,
     /// What a learning run saw (`moat learn` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub learned: Option<Learned>,
@@ -218,6 +222,7 @@ impl Outcome {
             output_bytes: run.output_bytes,
             output_errors: run.output_errors.clone(),
             cancelled_by: run.observed.cancelled,
+            runtime_out_of_memory: status == Status::MemoryLimit && !run.observed.exceeded.memory,
             learned: None,
             timings: run.timings.clone(),
         }
@@ -270,6 +275,7 @@ impl Outcome {
             output_bytes: [0, 0],
             output_errors: [None, None],
             cancelled_by: None,
+            runtime_out_of_memory: false,
             learned: None,
             timings: Timings::default(),
         }

@@ -81,6 +81,12 @@ pub fn verdict(o: &Observed) -> (Status, Option<i32>, Option<i32>) {
     } else {
         match (code, sig) {
             (Some(0), _) => Status::Ok,
+            // The runtime's own word that the program ran out of the memory it was
+            // given (a heap bounded below the memory limit, or a request the kernel
+            // refused). The program could exit with that code itself, but only to
+            // claim a failure it could claim with any code: no limit moat saw, no
+            // violation and no `ok` can be hidden this way (they are decided above).
+            (Some(c), _) if Some(c) == o.out_of_memory_exit_code => Status::MemoryLimit,
             (Some(_), _) => Status::NonzeroExit,
             (None, Some(_)) => Status::Signaled,
             // The program vanished without a status: only possible if init was
@@ -99,6 +105,35 @@ mod tests {
 
     fn exited(code: i32) -> i32 {
         code << 8
+    }
+
+    #[test]
+    fn the_runtimes_out_of_memory_exit_is_memory_limit_and_nothing_more() {
+        let mut o = Observed {
+            program_status: Some(exited(3)),
+            out_of_memory_exit_code: Some(3),
+            ..Default::default()
+        };
+        assert_eq!(verdict(&o), (Status::MemoryLimit, Some(3), None));
+        // Another code is the program's own; the code hides no limit moat saw.
+        o.program_status = Some(exited(1));
+        assert_eq!(verdict(&o).0, Status::NonzeroExit);
+        o.program_status = Some(exited(3));
+        o.exceeded.cpu_time = true;
+        assert_eq!(verdict(&o).0, Status::CpuTimeLimit);
+        o.exceeded.cpu_time = false;
+        o.violation = Some(Violation {
+            syscall: "socket".into(),
+            nr: 41,
+            args: [0; 6],
+            arch: "x86_64".into(),
+            pid: 1,
+        });
+        assert_eq!(verdict(&o).0, Status::Violation);
+        // Without the profile's word, 3 is an exit code like any other.
+        o.violation = None;
+        o.out_of_memory_exit_code = None;
+        assert_eq!(verdict(&o).0, Status::NonzeroExit);
     }
 
     #[test]

@@ -100,6 +100,8 @@ pub struct Observed {
     pub setup_failure: Option<SetupFailure>,
     /// The run was cancelled from outside, with this signal (0: none named).
     pub cancelled: Option<i32>,
+    /// The exit code with which the profile's runtime says it ran out of memory.
+    pub out_of_memory_exit_code: Option<i32>,
 }
 
 /// CPU time and peak memory of the run, from the best source there is: the cgroup,
@@ -460,6 +462,7 @@ fn observe(
         exceeded,
         setup_failure,
         cancelled: None,
+        out_of_memory_exit_code: plan.policy.out_of_memory_exit_code,
     }
 }
 
