@@ -180,13 +180,16 @@ pub fn run(plan: &Plan) -> Result<Outcome, Error> {
 /// As [`run`], with the run's stdio and cgroup chosen by `opts`. A plan built with
 /// [`Overrides::learn`] runs as a learning run: its outcome carries what was learned.
 pub fn run_with(plan: &Plan, opts: &RunOptions) -> Result<Outcome, Error> {
-    if plan.policy.learn {
+    plan.log();
+    let outcome = if plan.policy.learn {
         let mut learner = learn::Learner::new(plan);
         let ran = watch::run::run(plan, opts, Some(&mut learner))?;
         let mut outcome = Outcome::from_run(&ran);
         outcome.learned = Some(learner.learned);
-        return Ok(outcome);
-    }
-    let ran = watch::run::run(plan, opts, None)?;
-    Ok(Outcome::from_run(&ran))
+        outcome
+    } else {
+        Outcome::from_run(&watch::run::run(plan, opts, None)?)
+    };
+    outcome.log();
+    Ok(outcome)
 }

@@ -34,6 +34,65 @@ const VERSION: &str = concat!(
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Say what moat decided and why on stderr: -v the profile file, the program, the
+    /// limits' mechanisms, the stages with their times and the verdict; -vv also each
+    /// file and mount step; -vvv everything. RUST_LOG (e.g. `moat=debug`) sets the same
+    /// when neither -v nor -q is given. By default only errors are shown.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    verbose: u8,
+    /// Nothing from moat on stderr, not even errors (the report and the exit status
+    /// still say everything; `moat serve` writes no request log lines).
+    #[arg(short, long, global = true)]
+    quiet: bool,
+}
+
+/// moat's lines on stderr: errors as `moat: MESSAGE` (as they always were), anything
+/// else as `moat: LEVEL MESSAGE`, so a program's own stderr stays apart from them.
+struct Lines;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for Lines
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut w: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let level = *event.metadata().level();
+        if level == tracing::Level::ERROR {
+            write!(w, "moat: ")?;
+        } else {
+            write!(w, "moat: {} ", level.as_str().to_ascii_lowercase())?;
+        }
+        ctx.field_format().format_fields(w.by_ref(), event)?;
+        writeln!(w)
+    }
+}
+
+/// Sets where moat's events go: -q none, -v info, -vv debug, -vvv trace; without
+/// either, RUST_LOG, else errors only.
+fn init_logging(verbose: u8, quiet: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match (quiet, verbose) {
+        (true, _) => EnvFilter::new("off"),
+        (false, 0) => EnvFilter::try_from_default_env().unwrap_or_else(|e| {
+            if std::env::var_os("RUST_LOG").is_some() {
+                let _ = writeln!(std::io::stderr(), "moat: RUST_LOG ignored: {e}");
+            }
+            EnvFilter::new("error")
+        }),
+        (false, 1) => EnvFilter::new("info"),
+        (false, 2) => EnvFilter::new("debug"),
+        (false, _) => EnvFilter::new("trace"),
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .event_format(Lines)
+        .try_init();
 }
 
 #[derive(Subcommand)]
@@ -130,7 +189,7 @@ fn man(dir: Option<&std::path::Path>) -> u8 {
     };
     match write_all() {
         Ok(written) => {
-            say(format!(
+            show(format!(
                 "moat: wrote {} man pages into {} (try: man moat-run)",
                 written.len(),
                 dir.display()
@@ -219,16 +278,13 @@ struct ServeArgs {
     /// cancelled.
     #[arg(long, value_name = "TIME", default_value = "30s", value_parser = parse_duration)]
     drain: std::time::Duration,
-    /// No log lines on stderr (one JSON line per request otherwise).
-    #[arg(long, short)]
-    quiet: bool,
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     moat::units::parse_duration(s).map_err(|e| e.to_string())
 }
 
-fn serve(a: &ServeArgs) -> u8 {
+fn serve(a: &ServeArgs, quiet: bool) -> u8 {
     // SIGTERM, SIGINT and SIGHUP are blocked before any thread exists (the pool's
     // filler among them), so only the waiter of `cancel_on_signals` takes them.
     let _ = stop_signals().thread_block();
@@ -265,7 +321,7 @@ fn serve(a: &ServeArgs) -> u8 {
         src_prefix: a.src_prefix.clone(),
         max_body: a.max_body,
         drain: a.drain,
-        log: !a.quiet,
+        log: !quiet,
     };
     match moat::serve::serve(opts, pool, cancel_on_signals()) {
         Ok(()) => 0,
@@ -507,10 +563,17 @@ impl Started {
 /// When `main` began, for `--timings`.
 static STARTED: std::sync::OnceLock<Started> = std::sync::OnceLock::new();
 
-/// A line for people on stderr. A stderr that cannot be written (a full disk, a closed
-/// pipe) is not a reason to fail the run, let alone to abort: the report still says
-/// everything.
+/// An error for people on stderr (shown unless -q), through the log: `moat: …`. A
+/// stderr that cannot be written (a full disk, a closed pipe) is not a reason to fail
+/// the run, let alone to abort: the report still says everything.
 fn say(line: impl std::fmt::Display) {
+    let line = line.to_string();
+    tracing::error!("{}", line.strip_prefix("moat: ").unwrap_or(&line));
+}
+
+/// What the caller asked to see (`--summary`, `--timings`) on stderr, whatever the log
+/// level: not a log line, an answer.
+fn show(line: impl std::fmt::Display) {
     let _ = writeln!(std::io::stderr(), "{line}");
 }
 
@@ -518,7 +581,7 @@ fn say(line: impl std::fmt::Display) {
 /// report and has none, so the run must not look like a success).
 fn write_report(a: &RunArgs, outcome: &moat::Outcome) -> bool {
     if a.summary {
-        say(outcome.summary());
+        show(outcome.summary());
     }
     let Some(path) = &a.report else {
         return true;
@@ -627,7 +690,7 @@ fn run_as(a: &RunArgs, learn: bool) -> Result<(Plan, moat::Outcome), u8> {
     if a.timings {
         timings.extend(&outcome.timings);
         timings.push("verdict and report", reporting.elapsed());
-        say(format!("moat: where the run's time went\n{timings}"));
+        show(format!("moat: where the run's time went\n{timings}"));
     }
     if !written {
         return Err(NO_REPORT);
@@ -739,7 +802,7 @@ fn learn(l: &LearnArgs) -> u8 {
         say(format!("moat: cannot write {}: {e}", l.save.display()));
         return 125;
     }
-    say(format!(
+    show(format!(
         "moat: wrote {} ({} syscalls beyond {}, {} files to bind{}); run it with --profile {}",
         l.save.display(),
         learned.syscalls.len(),
@@ -911,6 +974,7 @@ fn main() -> ExitCode {
     let _ = STARTED.set(Started::now());
     ensure_stdio();
     let cli = Cli::parse();
+    init_logging(cli.verbose, cli.quiet);
     let code = match &cli.command {
         Command::Run(a) => run(a),
         Command::Learn(l) => learn(l),
@@ -927,7 +991,7 @@ fn main() -> ExitCode {
         },
         Command::Exec(a) => exec(a),
         Command::Batch(a) => batch(a),
-        Command::Serve(a) => serve(a),
+        Command::Serve(a) => serve(a, cli.quiet),
         Command::Profiles => {
             let _ = std::io::stdout()
                 .lock()

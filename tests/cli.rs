@@ -348,3 +348,118 @@ fn man_pages_come_from_the_cli_definition() {
         String::from_utf8_lossy(&out.stderr).contains("cannot write the man pages into /proc/nope")
     );
 }
+
+/// `moat ARGS…` as `caller` with `env`, stdin empty: (exit code, stdout, stderr).
+fn moat_with_env(caller: Caller, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = command(caller);
+    cmd.args(args).stdin(Stdio::null()).env_remove("RUST_LOG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn by_default_stderr_is_the_programs_own_and_errors_only() {
+    let script = [
+        "--profile",
+        "sh",
+        "--",
+        "/bin/sh",
+        "-c",
+        "echo out; echo err >&2",
+    ];
+    for caller in callers() {
+        let mut args = vec!["run"];
+        args.extend(script);
+        let (code, out, err) = moat_with_env(caller, &args, &[]);
+        assert_eq!(
+            (code, out.as_str(), err.as_str()),
+            (0, "out\n", "err\n"),
+            "{caller:?}"
+        );
+        // An error is still said, as `moat: …`; -q says nothing at all.
+        let (code, _, err) = moat_with_env(caller, &["run", "--", "/nonexistent/prog"], &[]);
+        assert_eq!(code, 127);
+        assert!(
+            err.starts_with("moat: program `/nonexistent/prog` not found"),
+            "{err}"
+        );
+        let (code, _, err) = moat_with_env(caller, &["run", "-q", "--", "/nonexistent/prog"], &[]);
+        assert_eq!((code, err.as_str()), (127, ""));
+        let (code, _, err) = moat_with_env(
+            caller,
+            &["-q", "run", "--", "/nonexistent/prog"],
+            &[("RUST_LOG", "trace")],
+        );
+        assert_eq!((code, err.as_str()), (127, ""));
+    }
+}
+
+#[test]
+fn verbose_says_what_moat_decided_and_why() {
+    let dir = scratch();
+    let profile = dir.path().join("mine.toml");
+    std::fs::write(&profile, "extends = \"sh\"\n[limits]\nmemory = \"64MB\"\n").unwrap();
+    let p = path_str(&profile);
+    for caller in callers() {
+        let run = [
+            "run",
+            "--profile",
+            p,
+            "--no-cache",
+            "--",
+            "/bin/sh",
+            "-c",
+            "echo err >&2",
+        ];
+        let (code, _, err) = moat_with_env(caller, &[&["-v"], &run[..]].concat(), &[]);
+        assert_eq!(code, 0, "{err}");
+        for want in [
+            format!("moat: info profile built-in:sh <- {p} (plan built afresh)"),
+            "moat: info program /bin/sh (loader ".into(),
+            "moat: info limit memory 64MB: ".into(),
+            "moat: info stage ".into(),
+            "init builds the root".into(),
+            "moat: info verdict ok exit=0".into(),
+        ] {
+            assert!(err.contains(&want), "{caller:?}: no {want:?} in\n{err}");
+        }
+        // The program's own line is there, apart from moat's.
+        assert!(err.lines().any(|l| l == "err"), "{err}");
+        assert!(!err.contains("moat: debug"), "{err}");
+        // A caller without a cgroup is told why the monitor enforces the memory limit.
+        if caller == Caller::Unprivileged {
+            let line = err
+                .lines()
+                .find(|l| l.contains("limit memory 64MB"))
+                .unwrap();
+            assert!(line.contains("monitor"), "{line}");
+        }
+        // -vv adds each file and mount step; RUST_LOG does what -v does when no flag is
+        // given.
+        let (_, _, err) = moat_with_env(caller, &[&["-vv"], &run[..]].concat(), &[]);
+        assert!(
+            err.contains("moat: debug file for the program: /bin/sh"),
+            "{err}"
+        );
+        assert!(err.contains("moat: debug mount step: bind "), "{err}");
+        let (_, _, err) = moat_with_env(caller, &run, &[("RUST_LOG", "info")]);
+        assert!(err.contains("moat: info verdict ok"), "{err}");
+        assert!(!err.contains("moat: debug"), "{err}");
+        let (_, _, err) = moat_with_env(caller, &run, &[("RUST_LOG", "moat=debug")]);
+        assert!(err.contains("moat: debug mount step"), "{err}");
+    }
+    let (code, _, err) = moat_with_env(
+        Caller::Current,
+        &["run", "-v", "-q", "--", "/bin/true"],
+        &[],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("cannot be used with"), "{err}");
+}

@@ -548,6 +548,44 @@ fn check_executable(path: &Path) -> Result<(), Unusable> {
     Ok(())
 }
 
+impl Plan {
+    /// Says what the plan holds, as `tracing` events: the profile and where the plan
+    /// came from, the program and its loader (info); each library and each step of the
+    /// root (debug).
+    pub(crate) fn log(&self) {
+        let p = &self.policy;
+        tracing::info!(
+            "profile {} ({})",
+            p.profile,
+            if self.from_cache() {
+                "plan from the cache: every input as it was"
+            } else {
+                "plan built afresh"
+            }
+        );
+        tracing::info!(
+            "program {} (loader {}, {} files bound for it; cwd {}, uid/gid {}/{} inside)",
+            self.program.display(),
+            self.dependencies
+                .interpreter
+                .as_ref()
+                .map_or_else(|| "none: static".to_string(), |i| i.display().to_string()),
+            self.dependencies.files.len(),
+            p.cwd.display(),
+            p.uid,
+            p.gid
+        );
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            for file in &self.dependencies.files {
+                tracing::debug!("file for the program: {}", file.display());
+            }
+            for step in &self.tree.steps {
+                tracing::debug!("mount step: {step}");
+            }
+        }
+    }
+}
+
 impl fmt::Display for Plan {
     /// What `moat plan` prints: everything that would be built, nothing run.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -317,6 +317,22 @@ impl Outcome {
             .map_or(125, |(_, c)| *c)
     }
 
+    /// Says how the run went, as `tracing` events (info): how each limit was enforced
+    /// (and why a fallback was taken), the stages with their times, the verdict.
+    pub(crate) fn log(&self) {
+        for l in &self.limits {
+            tracing::info!("limit {} {}: {}", l.name, l.value, l.enforced_by);
+        }
+        for phase in self.timings.phases() {
+            tracing::info!(
+                "stage {:8.3} ms  {}",
+                phase.took.as_secs_f64() * 1e3,
+                phase.name
+            );
+        }
+        tracing::info!("verdict {}", self.summary().trim_start_matches("moat: "));
+    }
+
     /// One line a person can read.
     pub fn summary(&self) -> String {
         let mut s = format!("moat: {}", self.status.as_str());
