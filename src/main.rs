@@ -40,8 +40,10 @@ struct Cli {
     /// when neither -v nor -q is given. By default only errors are shown.
     #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
     verbose: u8,
-    /// Nothing from moat on stderr, not even errors (the report and the exit status
-    /// still say everything; `moat serve` writes no request log lines).
+    /// Only moat's own failures on stderr (it could not start the run or the service,
+    /// write the report, read the request): no violation advice, no log lines (the
+    /// report and the exit status still say everything; `moat serve` writes no request
+    /// log lines).
     #[arg(short, long, global = true)]
     quiet: bool,
 }
@@ -72,12 +74,12 @@ where
     }
 }
 
-/// Sets where moat's events go: -q none, -v info, -vv debug, -vvv trace; without
-/// either, RUST_LOG, else errors only.
+/// Sets where moat's events go: -q moat's own failures only, -v info, -vv debug,
+/// -vvv trace; without either, RUST_LOG, else errors only.
 fn init_logging(verbose: u8, quiet: bool) {
     use tracing_subscriber::EnvFilter;
     let filter = match (quiet, verbose) {
-        (true, _) => EnvFilter::new("off"),
+        (true, _) => EnvFilter::new("error,moat::verdict=off"),
         (false, 0) => EnvFilter::try_from_default_env().unwrap_or_else(|e| {
             if std::env::var_os("RUST_LOG").is_some() {
                 let _ = writeln!(std::io::stderr(), "moat: RUST_LOG ignored: {e}");
@@ -91,6 +93,9 @@ fn init_logging(verbose: u8, quiet: bool) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // A stderr that cannot be written (full, closed) is not a reason to abort:
+        // tracing would say so with eprintln!, which panics on that very stderr.
+        .log_internal_errors(false)
         .event_format(Lines)
         .try_init();
 }
@@ -571,6 +576,13 @@ fn say(line: impl std::fmt::Display) {
     tracing::error!("{}", line.strip_prefix("moat: ").unwrap_or(&line));
 }
 
+/// Why a run ended as it did (a violation and what would allow it, a cancelling
+/// signal), shown unless -q: said as an error, as the run failed, but not one of moat's
+/// own failures, which -q still shows.
+fn explain(line: impl std::fmt::Display) {
+    tracing::error!(target: "moat::verdict", "{line}");
+}
+
 /// What the caller asked to see (`--summary`, `--timings`) on stderr, whatever the log
 /// level: not a log line, an answer.
 fn show(line: impl std::fmt::Display) {
@@ -675,14 +687,14 @@ fn run_as(a: &RunArgs, learn: bool) -> Result<(Plan, moat::Outcome), u8> {
         say(format!("moat: {}", err.message));
     }
     if let Some(v) = &outcome.violation {
-        say(format!(
-            "moat: violation: {}",
+        explain(format!(
+            "violation: {}",
             moat::violation_advice(v, plan.policy())
         ));
     }
     if let Some(signal) = outcome.cancelled_by {
-        say(format!(
-            "moat: cancelled by signal {signal}: the jail was ended and everything it held removed"
+        explain(format!(
+            "cancelled by signal {signal}: the jail was ended and everything it held removed"
         ));
     }
     let reporting = Instant::now();

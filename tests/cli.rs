@@ -383,21 +383,36 @@ fn by_default_stderr_is_the_programs_own_and_errors_only() {
             (0, "out\n", "err\n"),
             "{caller:?}"
         );
-        // An error is still said, as `moat: …`; -q says nothing at all.
+        // An error is still said, as `moat: …`, and so is why a run failed; -q keeps
+        // moat's own failures only (whatever RUST_LOG says).
         let (code, _, err) = moat_with_env(caller, &["run", "--", "/nonexistent/prog"], &[]);
         assert_eq!(code, 127);
         assert!(
             err.starts_with("moat: program `/nonexistent/prog` not found"),
             "{err}"
         );
-        let (code, _, err) = moat_with_env(caller, &["run", "-q", "--", "/nonexistent/prog"], &[]);
-        assert_eq!((code, err.as_str()), (127, ""));
         let (code, _, err) = moat_with_env(
             caller,
-            &["-q", "run", "--", "/nonexistent/prog"],
+            &["run", "-q", "--", "/nonexistent/prog"],
             &[("RUST_LOG", "trace")],
         );
-        assert_eq!((code, err.as_str()), (127, ""));
+        assert_eq!(code, 127);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.starts_with("moat: program `/nonexistent/prog` not found"),
+            "{err}"
+        );
+        let calls = fixture("sc_calls");
+        let violation = ["run", "--", path_str(&calls), "socket"];
+        let (code, _, err) = moat_with_env(caller, &violation, &[]);
+        assert_eq!(code, 159);
+        assert!(err.starts_with("moat: violation: socket"), "{err}");
+        let (code, _, err) = moat_with_env(
+            caller,
+            &[&["-q"], &violation[..]].concat(),
+            &[("RUST_LOG", "info")],
+        );
+        assert_eq!((code, err.as_str()), (159, ""));
     }
 }
 
