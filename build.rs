@@ -8,6 +8,7 @@ fn main() {
     builtin_profiles();
     rootfs_templates();
     git_commit();
+    runtimes();
 }
 
 /// `moat --version` names the commit it was built from: MOAT_GIT_COMMIT when a
@@ -121,4 +122,116 @@ fn rootfs_templates() {
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"))
         .join("rootfs_templates.rs");
     std::fs::write(out, table).expect("write the rootfs template table");
+}
+
+/// The language runtimes the tests need (tests/lang_*.rs), probed here so that a test
+/// whose runtime is missing is compiled with `#[ignore = "X not installed"]` and shows
+/// as ignored in the summary, instead of returning early and counting as passed. Sets
+/// `cfg(moat_has_X)` for each one found, with the criterion its test uses: the same
+/// fixed paths, or the same PATH lookup (`Command::new("go")`). With
+/// MOAT_REQUIRE_RUNTIMES=1 (what .ci/run sets) a missing one fails the build instead:
+/// CI must not pass by ignoring tests.
+fn runtimes() {
+    use std::collections::BTreeSet;
+    use std::os::unix::fs::PermissionsExt;
+
+    // The answer changes when PATH does, when a runtime is installed or removed (the
+    // directory holding it changes its mtime), or when CI asks for every runtime.
+    println!("cargo::rerun-if-env-changed=PATH");
+    println!("cargo::rerun-if-env-changed=MOAT_REQUIRE_RUNTIMES");
+    let watched = std::cell::RefCell::new(BTreeSet::new());
+
+    // An executable regular file (after symlinks), as exec would accept it.
+    let executable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    // The directories of PATH, as the tests' Command::new looks them up. Only absolute
+    // ones: an empty or relative entry would mean the build script's cwd (the checkout,
+    // target/ included), which cargo would rescan on every build.
+    let path_dirs: Vec<PathBuf> =
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+            .filter(|d| d.is_absolute())
+            .collect();
+    let on_path = |name: &str| {
+        for dir in &path_dirs {
+            // Watched whether or not NAME is there: installing it anywhere on PATH
+            // changes the directory. Only existing ones: cargo reruns the build script
+            // on every build for a watched path that is missing.
+            if dir.is_dir() {
+                watched.borrow_mut().insert(dir.clone());
+            }
+        }
+        path_dirs.iter().any(|d| executable(&d.join(name)))
+    };
+    // Whether the fixed path P exists (what the tests check); watches the directory
+    // that would hold it, or else the nearest existing one up to STOP (no higher: cargo
+    // scans a watched directory recursively, and /usr/lib would be a large scan).
+    let fixed = |p: &str, stop: &str| {
+        let p = Path::new(p);
+        if let Some(dir) = p
+            .ancestors()
+            .skip(1)
+            .take_while(|d| d.starts_with(stop))
+            .find(|d| d.is_dir())
+        {
+            watched.borrow_mut().insert(dir.to_path_buf());
+        }
+        p.exists()
+    };
+
+    const JDK: &str = "/usr/lib/jvm/java-17-openjdk-amd64";
+    // (cfg suffix, what is missing when it is not found, found)
+    let found = [
+        (
+            "gcc",
+            "gcc/g++ (/usr/bin/gcc and /usr/bin/g++)".to_string(),
+            // Both probed, not short-circuited: both directories watched.
+            fixed("/usr/bin/gcc", "/usr/bin") & fixed("/usr/bin/g++", "/usr/bin"),
+        ),
+        ("go", "go (on PATH)".to_string(), on_path("go")),
+        (
+            "java",
+            format!("OpenJDK 17 (java and javac in {JDK}/bin)"),
+            fixed(&format!("{JDK}/bin/java"), "/usr/lib/jvm")
+                & fixed(&format!("{JDK}/bin/javac"), "/usr/lib/jvm"),
+        ),
+        (
+            "node",
+            "node (/usr/local/bin/node or /usr/bin/node)".to_string(),
+            fixed("/usr/local/bin/node", "/usr/local/bin") | fixed("/usr/bin/node", "/usr/bin"),
+        ),
+        (
+            "python",
+            "python3 (/usr/local/bin, /usr/bin or /bin)".to_string(),
+            fixed("/usr/local/bin/python3", "/usr/local/bin")
+                | fixed("/usr/bin/python3", "/usr/bin")
+                | fixed("/bin/python3", "/bin"),
+        ),
+        // The rust tests run `rustc` from PATH: cargo gives them no RUSTC (it gives
+        // one only to build scripts, always, so that is no sign of anything here).
+        ("rustc", "rustc (on PATH)".to_string(), on_path("rustc")),
+        (
+            "bash",
+            "bash (/bin/bash or /usr/bin/bash)".to_string(),
+            fixed("/bin/bash", "/bin") | fixed("/usr/bin/bash", "/usr/bin"),
+        ),
+    ];
+    for dir in watched.borrow().iter() {
+        println!("cargo::rerun-if-changed={}", dir.display());
+    }
+    let mut missing = Vec::new();
+    for (name, what, present) in &found {
+        println!("cargo::rustc-check-cfg=cfg(moat_has_{name})");
+        if *present {
+            println!("cargo::rustc-cfg=moat_has_{name}");
+        } else {
+            missing.push(what.as_str());
+        }
+    }
+    if std::env::var("MOAT_REQUIRE_RUNTIMES").as_deref() == Ok("1") && !missing.is_empty() {
+        panic!(
+            "MOAT_REQUIRE_RUNTIMES=1 but the tests would be ignored for want of: {}",
+            missing.join("; ")
+        );
+    }
 }

@@ -7,11 +7,6 @@ mod common;
 use common::*;
 use std::path::Path;
 
-/// Whether gcc and g++ are installed; prints the skip line if not.
-fn gcc_installed() -> bool {
-    installed(all_exist(&["/usr/bin/gcc", "/usr/bin/g++"]), "gcc/g++")
-}
-
 /// A fresh work dir (writable by every caller) holding copies of the named fixtures.
 fn workdir(sources: &[&str]) -> tempfile::TempDir {
     let dir = scratch();
@@ -38,8 +33,9 @@ fn run_compiled(caller: Caller, program: &Path, stdin: &[u8]) -> Run {
 }
 
 #[test]
+#[cfg_attr(not(moat_has_gcc), ignore = "gcc/g++ not installed")]
 fn gpp_compiles_and_links_a_cpp_program() {
-    as_callers_if(gcc_installed(), |caller| {
+    for caller in callers() {
         let dir = workdir(&["lang2_gcc_sort.cpp"]);
         for (out, flags) in [
             ("plain", &["-O2"][..]),
@@ -57,12 +53,13 @@ fn gpp_compiles_and_links_a_cpp_program() {
             let run = run_compiled(caller, &built, b"30 -4 12\n7");
             assert_run(&run, "ok", 0, "-4 7 12 30 sum=45\n");
         }
-    });
+    }
 }
 
 #[test]
+#[cfg_attr(not(moat_has_gcc), ignore = "gcc/g++ not installed")]
 fn gcc_compiles_c_with_libm() {
-    as_callers_if(gcc_installed(), |caller| {
+    for caller in callers() {
         let dir = workdir(&["lang2_gcc_math.c"]);
         let run = compile(
             caller,
@@ -80,12 +77,13 @@ fn gcc_compiles_c_with_libm() {
         assert_run(&run, "ok", 0, "");
         let run = run_compiled(caller, &dir.path().join("math"), b"");
         assert_run(&run, "ok", 0, "sqrt2=1.414214 argc=1\n");
-    });
+    }
 }
 
 #[test]
+#[cfg_attr(not(moat_has_gcc), ignore = "gcc/g++ not installed")]
 fn gcc_compile_error_is_nonzero_exit_1() {
-    as_callers_if(gcc_installed(), |caller| {
+    for caller in callers() {
         let dir = workdir(&["lang2_gcc_error.cpp"]);
         let run = compile(
             caller,
@@ -99,12 +97,13 @@ fn gcc_compile_error_is_nonzero_exit_1() {
             "{run:#?}"
         );
         assert!(!dir.path().join("e").exists());
-    });
+    }
 }
 
 #[test]
+#[cfg_attr(not(moat_has_gcc), ignore = "gcc/g++ not installed")]
 fn gcc_cannot_write_outside_the_work_dir() {
-    as_callers_if(gcc_installed(), |caller| {
+    for caller in callers() {
         let dir = workdir(&["lang2_gcc_math.c"]);
         // The root is read-only; ld cannot create its output there.
         let run = compile(
@@ -119,17 +118,14 @@ fn gcc_cannot_write_outside_the_work_dir() {
             "{run:#?}"
         );
         assert!(!Path::new("/lang2_gcc_out").exists());
-    });
+    }
 }
 
-/// Compiles a bomb with the profile's own limits as every caller, when gcc is installed,
-/// and asserts the verdict; returns the runs.
+/// Compiles a bomb with the profile's own limits as every caller and asserts the
+/// verdict; returns the runs.
 #[track_caller]
 fn assert_bomb_ends(source: &str, status: &str, code: i32) -> Vec<Run> {
     let mut runs = Vec::new();
-    if !gcc_installed() {
-        return runs;
-    }
     for caller in callers() {
         let dir = workdir(&[source]);
         let run = compile(caller, dir.path(), &["g++", "-c", "-o", "bomb.o", source]);
@@ -143,22 +139,26 @@ fn assert_bomb_ends(source: &str, status: &str, code: i32) -> Vec<Run> {
 }
 
 #[test]
+#[cfg_attr(not(moat_has_gcc), ignore = "gcc/g++ not installed")]
 fn gcc_include_dev_urandom_ends_by_memory_limit() {
     // The preprocessor buffers the endless file until the 1GiB memory limit.
     assert_bomb_ends("lang2_gcc_urandom.cpp", "memory_limit", 137);
 }
 
 #[test]
+#[cfg_attr(not(moat_has_gcc), ignore = "gcc/g++ not installed")]
 fn gcc_template_bomb_ends_by_memory_limit() {
     assert_bomb_ends("lang2_gcc_tbomb.cpp", "memory_limit", 137);
 }
 
 #[test]
+#[cfg_attr(not(moat_has_gcc), ignore = "gcc/g++ not installed")]
 fn gcc_macro_bomb_ends_by_memory_limit() {
     assert_bomb_ends("lang2_gcc_mbomb.cpp", "memory_limit", 137);
 }
 
 #[test]
+#[cfg_attr(not(moat_has_gcc), ignore = "gcc/g++ not installed")]
 fn gcc_error_flood_ends_by_output_limit() {
     for run in assert_bomb_ends("lang2_gcc_flood.cpp", "output_limit", 153) {
         // Diagnostics are cut at exactly the profile's 1MiB.

@@ -21,81 +21,76 @@ struct Builds {
 
 /// Builds the fixture with `go build`, with GOCACHE and GOPATH in a scratch directory
 /// removed afterwards (nothing of the host's user is touched), and moves the programs
-/// into the fixture directory every caller can read; None when go is not installed.
-fn builds() -> Option<&'static Builds> {
-    static BUILDS: OnceLock<Option<Builds>> = OnceLock::new();
-    BUILDS
-        .get_or_init(|| {
-            let dir = scratch();
-            let go = |cgo: Option<&str>| {
-                let mut cmd = Command::new("go");
-                cmd.current_dir(dir.path())
-                    .env("GOCACHE", dir.path().join("gocache"))
-                    .env("GOPATH", dir.path().join("gopath"))
-                    .env("GOFLAGS", "")
-                    .env("GOTOOLCHAIN", "local")
-                    .env_remove("GO111MODULE");
-                if let Some(v) = cgo {
-                    cmd.env("CGO_ENABLED", v);
-                }
-                cmd
-            };
-            let cgo_on = match go(None).args(["env", "CGO_ENABLED"]).output() {
-                Ok(out) => {
-                    assert!(out.status.success(), "go env: {out:?}");
-                    String::from_utf8_lossy(&out.stdout).trim() == "1"
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
-                Err(e) => panic!("running go: {e}"),
-            };
-            let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lang3_go_sum.go");
-            let mut progs = vec![("static", Some("0"))];
-            if cgo_on {
-                progs.push(("cgo", None));
+/// into the fixture directory every caller can read. Go missing fails the test: the
+/// build found it (`moat_has_go`), so the tests that need it are not ignored.
+fn builds() -> &'static Builds {
+    static BUILDS: OnceLock<Builds> = OnceLock::new();
+    BUILDS.get_or_init(|| {
+        let dir = scratch();
+        let go = |cgo: Option<&str>| {
+            let mut cmd = Command::new("go");
+            cmd.current_dir(dir.path())
+                .env("GOCACHE", dir.path().join("gocache"))
+                .env("GOPATH", dir.path().join("gopath"))
+                .env("GOFLAGS", "")
+                .env("GOTOOLCHAIN", "local")
+                .env_remove("GO111MODULE");
+            if let Some(v) = cgo {
+                cmd.env("CGO_ENABLED", v);
             }
-            let progs = progs
-                .into_iter()
-                .map(|(what, cgo)| {
-                    let out_path = dir.path().join(format!("lang3_go_sum_{what}"));
-                    let out = go(cgo)
-                        .args(["build", "-o"])
-                        .arg(&out_path)
-                        .arg(&src)
-                        .output()
-                        .expect("run go build");
-                    assert!(
-                        out.status.success(),
-                        "go build ({what}) {} failed: {}",
-                        src.display(),
-                        String::from_utf8_lossy(&out.stderr)
-                    );
-                    let dst = fixture_dir().join(format!("lang3_go_sum_{what}"));
-                    let tmp = dst.with_extension(format!("tmp{}", std::process::id()));
-                    std::fs::copy(&out_path, &tmp).unwrap();
-                    std::fs::rename(&tmp, &dst).unwrap();
-                    (what, dst)
-                })
-                .collect::<Vec<_>>();
-            // A static build must really be static, and the cgo one (the fixture imports
-            // net, whose resolver links libc when cgo is on) dynamic: both kinds of
-            // program are covered.
-            for (what, path) in &progs {
-                let elf = std::fs::read(path).unwrap();
-                let dynamic = elf.windows(b"ld-linux".len()).any(|w| w == b"ld-linux");
-                assert_eq!(dynamic, *what == "cgo", "{what} build {}", path.display());
+            cmd
+        };
+        let cgo_on = match go(None).args(["env", "CGO_ENABLED"]).output() {
+            Ok(out) => {
+                assert!(out.status.success(), "go env: {out:?}");
+                String::from_utf8_lossy(&out.stdout).trim() == "1"
             }
-            Some(Builds { progs })
-        })
-        .as_ref()
+            Err(e) => panic!("running go (looked up on PATH): {e}"),
+        };
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lang3_go_sum.go");
+        let mut progs = vec![("static", Some("0"))];
+        if cgo_on {
+            progs.push(("cgo", None));
+        }
+        let progs = progs
+            .into_iter()
+            .map(|(what, cgo)| {
+                let out_path = dir.path().join(format!("lang3_go_sum_{what}"));
+                let out = go(cgo)
+                    .args(["build", "-o"])
+                    .arg(&out_path)
+                    .arg(&src)
+                    .output()
+                    .expect("run go build");
+                assert!(
+                    out.status.success(),
+                    "go build ({what}) {} failed: {}",
+                    src.display(),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                let dst = fixture_dir().join(format!("lang3_go_sum_{what}"));
+                let tmp = dst.with_extension(format!("tmp{}", std::process::id()));
+                std::fs::copy(&out_path, &tmp).unwrap();
+                std::fs::rename(&tmp, &dst).unwrap();
+                (what, dst)
+            })
+            .collect::<Vec<_>>();
+        // A static build must really be static, and the cgo one (the fixture imports
+        // net, whose resolver links libc when cgo is on) dynamic: both kinds of
+        // program are covered.
+        for (what, path) in &progs {
+            let elf = std::fs::read(path).unwrap();
+            let dynamic = elf.windows(b"ld-linux".len()).any(|w| w == b"ld-linux");
+            assert_eq!(dynamic, *what == "cgo", "{what} build {}", path.display());
+        }
+        Builds { progs }
+    })
 }
 
 /// Runs `check(what, prog, caller)` for every build of the fixture (see `builds`) and
-/// every caller; prints the skip line and does nothing when go is not installed.
+/// every caller.
 fn for_each_build(mut check: impl FnMut(&str, &Path, Caller)) {
-    let Some(b) = installed_some(builds(), "go") else {
-        return;
-    };
-    for (what, prog) in &b.progs {
+    for (what, prog) in &builds().progs {
         for caller in callers() {
             check(what, prog, caller);
         }
@@ -112,6 +107,7 @@ fn run_go(caller: Caller, extra: &[&str], prog: &Path, args: &[&str], stdin: &[u
 }
 
 #[test]
+#[cfg_attr(not(moat_has_go), ignore = "go not installed")]
 fn go_goroutines_sum_stdin() {
     // 20000 numbers, some negative, over several lines: the 4 goroutines each sum a
     // quarter and send it over the channel.
@@ -133,6 +129,7 @@ fn go_goroutines_sum_stdin() {
 }
 
 #[test]
+#[cfg_attr(not(moat_has_go), ignore = "go not installed")]
 fn go_panic_is_nonzero_exit_2() {
     for_each_build(|what, prog, caller| {
         let run = run_go(caller, &[], prog, &["panic"], b"");
@@ -149,6 +146,7 @@ fn go_panic_is_nonzero_exit_2() {
 }
 
 #[test]
+#[cfg_attr(not(moat_has_go), ignore = "go not installed")]
 fn go_exit_code_passes_through() {
     for_each_build(|_, prog, caller| {
         let run = run_go(caller, &[], prog, &["exit"], b"");
@@ -157,6 +155,7 @@ fn go_exit_code_passes_through() {
 }
 
 #[test]
+#[cfg_attr(not(moat_has_go), ignore = "go not installed")]
 fn go_timers_wait_in_the_netpoller() {
     // time.Sleep parks the goroutine on a timer; the runtime waits in epoll_pwait and
     // creates its netpoller (epoll_create1, pipe2) on the way.
@@ -169,6 +168,7 @@ fn go_timers_wait_in_the_netpoller() {
 }
 
 #[test]
+#[cfg_attr(not(moat_has_go), ignore = "go not installed")]
 fn go_exec_is_a_violation_naming_clone() {
     // exec.Command(...).Output() forks with clone(CLONE_VM|CLONE_VFORK|SIGCHLD): no
     // CLONE_THREAD, so the profile's clone rule does not allow it. Nothing is printed:
@@ -185,6 +185,7 @@ fn go_exec_is_a_violation_naming_clone() {
 }
 
 #[test]
+#[cfg_attr(not(moat_has_go), ignore = "go not installed")]
 fn go_dial_fails_with_permission_denied() {
     // net.Dial's socket() fails with EACCES; the program sees the error and exits 4.
     for_each_build(|_, prog, caller| {
@@ -200,6 +201,7 @@ fn go_dial_fails_with_permission_denied() {
 }
 
 #[test]
+#[cfg_attr(not(moat_has_go), ignore = "go not installed")]
 fn go_threads_are_bounded_by_the_processes_limit() {
     // With --processes 1 the jail's init and the program's main thread are all there
     // is room for: the runtime's first extra thread (sysmon, before main.main) fails

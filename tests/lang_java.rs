@@ -10,15 +10,6 @@ use std::process::Command;
 
 const JAVA_HOME: &str = "/usr/lib/jvm/java-17-openjdk-amd64";
 
-/// Whether OpenJDK 17 (runtime and javac) is installed; prints the skip line if not.
-fn java_installed() -> bool {
-    let home = Path::new(JAVA_HOME);
-    installed(
-        home.join("bin/java").exists() && home.join("bin/javac").exists(),
-        &format!("java (OpenJDK 17 JDK, {JAVA_HOME})"),
-    )
-}
-
 /// Compiles tests/fixtures/NAME.java (a class `Main`) into a fresh scratch directory
 /// every caller can read, and returns the directory.
 fn compile(name: &str) -> tempfile::TempDir {
@@ -52,12 +43,9 @@ fn run_java(caller: Caller, dir: &Path, java_args: &[&str], stdin: &[u8]) -> Run
     moat_run_stdin(caller, &args, stdin)
 }
 
-/// When OpenJDK 17 is installed, compiles tests/fixtures/NAME.java (see `compile`) and
-/// runs `check` as every caller with the class directory.
+/// Compiles tests/fixtures/NAME.java (see `compile`) and runs `check` as every caller
+/// with the class directory.
 fn with_compiled(name: &str, mut check: impl FnMut(Caller, &Path)) {
-    if !java_installed() {
-        return;
-    }
     let dir = compile(name);
     for caller in callers() {
         check(caller, dir.path());
@@ -77,6 +65,7 @@ fn heap_mib(run: &Run) -> u64 {
 }
 
 #[test]
+#[cfg_attr(not(moat_has_java), ignore = "OpenJDK 17 (java, javac) not installed")]
 fn java_class_reads_stdin_and_writes_stdout() {
     with_compiled("lang2_java_sum", |caller, dir| {
         let run = run_java(caller, dir, &["Main"], b"3 1 2\n3\n");
@@ -87,10 +76,8 @@ fn java_class_reads_stdin_and_writes_stdout() {
 }
 
 #[test]
+#[cfg_attr(not(moat_has_java), ignore = "OpenJDK 17 (java, javac) not installed")]
 fn java_jar_runs() {
-    if !java_installed() {
-        return;
-    }
     let dir = compile("lang2_java_sum");
     let jar = dir.path().join("app.jar");
     let status = Command::new(Path::new(JAVA_HOME).join("bin/jar"))
@@ -111,6 +98,7 @@ fn java_jar_runs() {
 }
 
 #[test]
+#[cfg_attr(not(moat_has_java), ignore = "OpenJDK 17 (java, javac) not installed")]
 fn java_uncaught_exception_is_nonzero_exit_1() {
     with_compiled("lang2_java_throw", |caller, dir| {
         let run = run_java(caller, dir, &["Main"], b"");
@@ -125,6 +113,7 @@ fn java_uncaught_exception_is_nonzero_exit_1() {
 }
 
 #[test]
+#[cfg_attr(not(moat_has_java), ignore = "OpenJDK 17 (java, javac) not installed")]
 fn java_system_exit_status_is_reported() {
     with_compiled("lang2_java_exit", |caller, dir| {
         let run = run_java(caller, dir, &["Main", "7"], b"");
@@ -135,6 +124,7 @@ fn java_system_exit_status_is_reported() {
 }
 
 #[test]
+#[cfg_attr(not(moat_has_java), ignore = "OpenJDK 17 (java, javac) not installed")]
 fn java_many_threads_and_a_heap_sized_from_the_memory_limit() {
     with_compiled("lang2_java_threads", |caller, dir| {
         let run = run_java(caller, dir, &["Main"], b"");
@@ -172,19 +162,38 @@ fn java_many_threads_and_a_heap_sized_from_the_memory_limit() {
 }
 
 #[test]
-fn java_deep_recursion_and_a_caught_out_of_memory_error() {
+#[cfg_attr(not(moat_has_java), ignore = "OpenJDK 17 (java, javac) not installed")]
+fn java_deep_recursion_and_a_full_heap_is_memory_limit() {
     with_compiled("lang2_java_deep", |caller, dir| {
-        // 100000 frames need the profile's -Xss64m on the main thread; the heap ends
-        // (OutOfMemoryError, caught) before the memory limit does.
+        // 100000 frames need the profile's -Xss64m on the main thread; the heap (75% of
+        // the 512MiB limit) ends before the memory limit does, and the profile's
+        // -XX:+ExitOnOutOfMemoryError makes that the JVM's exit 3: `memory_limit`.
         let run = run_java(caller, dir, &["Main"], b"");
-        assert_run(&run, "ok", 0, "depth=100000\noom after more than 300 MiB\n");
-        // A heap flag on the command line wins over the profile's.
+        assert_run(&run, "memory_limit", 137, "depth=100000\n");
+        assert_eq!(run.report["exit_code"], 3, "{run:#?}");
+        assert_eq!(run.report["runtime_out_of_memory"], true, "{run:#?}");
+        assert!(
+            run.stderr
+                .contains("Terminating due to java.lang.OutOfMemoryError: Java heap space"),
+            "{run:#?}"
+        );
+        // A heap flag on the command line wins over the profile's: the heap ends far
+        // below the limit.
         let run = run_java(caller, dir, &["-Xmx64m", "Main"], b"");
-        assert_run(&run, "ok", 0, "depth=100000\noom after at most 300 MiB\n");
+        assert_run(&run, "memory_limit", 137, "depth=100000\n");
+        assert!(
+            run.report["peak_memory_kib"].as_u64().unwrap() < 200 << 10,
+            "{run:#?}"
+        );
+        // So does the user's own -XX:-ExitOnOutOfMemoryError: the program then catches
+        // the error itself and goes on.
+        let run = run_java(caller, dir, &["-XX:-ExitOnOutOfMemoryError", "Main"], b"");
+        assert_run(&run, "ok", 0, "depth=100000\noom after more than 300 MiB\n");
     });
 }
 
 #[test]
+#[cfg_attr(not(moat_has_java), ignore = "OpenJDK 17 (java, javac) not installed")]
 fn java_heap_beyond_the_memory_limit_ends_by_memory_limit() {
     with_compiled("lang2_java_deep", |caller, dir| {
         let run = run_java(caller, dir, &["-Xmx2g", "Main"], b"");
@@ -193,6 +202,7 @@ fn java_heap_beyond_the_memory_limit_ends_by_memory_limit() {
 }
 
 #[test]
+#[cfg_attr(not(moat_has_java), ignore = "OpenJDK 17 (java, javac) not installed")]
 fn java_cannot_start_a_process() {
     with_compiled("lang2_java_exec", |caller, dir| {
         let run = run_java(caller, dir, &["Main"], b"");
@@ -201,6 +211,7 @@ fn java_cannot_start_a_process() {
 }
 
 #[test]
+#[cfg_attr(not(moat_has_java), ignore = "OpenJDK 17 (java, javac) not installed")]
 fn java_has_no_network() {
     with_compiled("lang2_java_net", |caller, dir| {
         // socket() fails with EACCES: the program gets an exception and goes on.

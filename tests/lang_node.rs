@@ -6,15 +6,6 @@ mod common;
 use common::*;
 use std::path::Path;
 
-/// Whether the host has node (the profile's PATH finds the same one); prints the skip
-/// line if not.
-fn node_installed() -> bool {
-    installed(
-        any_exists(&["/usr/local/bin/node", "/usr/bin/node"]),
-        "node (Node.js)",
-    )
-}
-
 /// The node fixtures, copied where every caller (and the jail's uid 65534) can read
 /// them without changing the permissions of the checkout's directories.
 fn fixtures() -> String {
@@ -54,8 +45,9 @@ fn run_node(caller: Caller, opts: &[&str], node_args: &[&str], stdin: &[u8]) -> 
 }
 
 #[test]
+#[cfg_attr(not(moat_has_node), ignore = "node not installed")]
 fn node_reads_stdin_synchronously() {
-    as_callers_if(node_installed(), |caller| {
+    for caller in callers() {
         let run = run_node(
             caller,
             &[],
@@ -63,45 +55,49 @@ fn node_reads_stdin_synchronously() {
             b"5 1 5\n12345678901234567890 x\n",
         );
         assert_run(&run, "ok", 0, "count=4 sum=12345678901234567901\ntop=5x2\n");
-    });
+    }
 }
 
 #[test]
+#[cfg_attr(not(moat_has_node), ignore = "node not installed")]
 fn node_event_loop_timers_async_fs_and_crypto() {
     let expected = "olleh|dlrow\ntimer done\nread self: // Reads stdin line\n\
                     random bytes: 16\nsha256: edf1eb932299d2c1\nwasm add: 42\n";
-    as_callers_if(node_installed(), |caller| {
+    for caller in callers() {
         // Plain, and with io_uring asked for: libuv's io_uring_setup gets ENOSYS (the
         // core denies io_uring; the profile turns it into an errno) and it falls back.
         for opts in [&[][..], &["--env", "UV_USE_IO_URING=1"][..]] {
             let run = run_node(caller, opts, &["lang2_node_lines.js"], b"hello\nworld\n");
             assert_run(&run, "ok", 0, expected);
         }
-    });
+    }
 }
 
 #[test]
+#[cfg_attr(not(moat_has_node), ignore = "node not installed")]
 fn node_worker_threads() {
-    as_callers_if(node_installed(), |caller| {
+    for caller in callers() {
         let run = run_node(caller, &[], &["lang2_node_workers.js"], b"");
         assert_run(&run, "ok", 0, "total=8000002000000\n");
-    });
+    }
 }
 
 #[test]
+#[cfg_attr(not(moat_has_node), ignore = "node not installed")]
 fn node_uncaught_error_and_exit_status() {
-    as_callers_if(node_installed(), |caller| {
+    for caller in callers() {
         let run = run_node(caller, &[], &["lang2_node_throw.js"], b"");
         assert_run(&run, "nonzero_exit", 1, "before\n");
         assert!(run.stderr.contains("Error: lang2 boom"), "{run:#?}");
         let run = run_node(caller, &[], &["lang2_node_throw.js", "5"], b"");
         assert_run(&run, "nonzero_exit", 5, "before\n");
-    });
+    }
 }
 
 #[test]
+#[cfg_attr(not(moat_has_node), ignore = "node not installed")]
 fn node_heap_is_sized_from_the_memory_limit() {
-    as_callers_if(node_installed(), |caller| {
+    for caller in callers() {
         // V8 gives up at the profile's 384MiB heap and aborts, before the 512MiB limit.
         let run = run_node(caller, &[], &["lang2_node_hog.js"], b"");
         assert_run(&run, "signaled", 128 + libc::SIGABRT, "hoarding\n");
@@ -118,27 +114,29 @@ fn node_heap_is_sized_from_the_memory_limit() {
             b"",
         );
         assert_run(&run, "memory_limit", 137, "hoarding\n");
-    });
+    }
 }
 
 #[test]
+#[cfg_attr(not(moat_has_node), ignore = "node not installed")]
 fn node_child_process_is_stopped() {
-    as_callers_if(node_installed(), |caller| {
+    for caller in callers() {
         // Piped stdio: child_process's socketpair fails with EACCES, the script sees it.
         let run = run_node(caller, &[], &["lang2_node_child.js", "exec"], b"");
         assert_run(&run, "ok", 0, "starting\nexec error EACCES\n");
         // Inherited stdio: the child reaches execve, a violation that ends the jail.
         let run = run_node(caller, &[], &["lang2_node_child.js", "spawn"], b"");
         assert_violation(&run, "starting\n", "execve", "spawn");
-    });
+    }
 }
 
 #[test]
+#[cfg_attr(not(moat_has_node), ignore = "node not installed")]
 fn node_has_no_network() {
-    as_callers_if(node_installed(), |caller| {
+    for caller in callers() {
         let run = run_node(caller, &[], &["lang2_node_net.js"], b"");
         assert_run(&run, "ok", 0, "tcp EACCES\nhttp EACCES\nudp EACCES\n");
-    });
+    }
 }
 
 #[test]

@@ -10,18 +10,6 @@ mod common;
 use common::*;
 use std::path::Path;
 
-/// The interpreter the profile's PATH finds, None when there is none.
-fn python3() -> Option<&'static str> {
-    ["/usr/local/bin/python3", "/usr/bin/python3", "/bin/python3"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-}
-
-/// Whether python3 is installed; prints the skip line if not.
-fn python_installed() -> bool {
-    installed(python3().is_some(), "python3")
-}
-
 /// A work dir holding the solution script (tests/fixtures/lang_py_solve.py).
 fn workdir() -> tempfile::TempDir {
     let work = scratch();
@@ -37,13 +25,10 @@ fn run_py(caller: Caller, work: &Path, rw: bool, args: &[&str], stdin: &[u8]) ->
 }
 
 /// Runs `python3 solution.py ARGS` (no stdin, the work dir bound read-only) as every
-/// caller when python3 is installed, asserts the verdict, and returns the runs.
+/// caller, asserts the verdict, and returns the runs.
 #[track_caller]
 fn assert_solution_runs(args: &[&str], status: &str, code: i32, stdout: &str) -> Vec<Run> {
     let mut runs = Vec::new();
-    if !python_installed() {
-        return runs;
-    }
     let work = workdir();
     let args = [&["solution.py"], args].concat();
     for caller in callers() {
@@ -60,10 +45,8 @@ pairs 3\ngcd 6 sqrt 7\nh\u{e9}llo w\u{f6}rld \u{2713}\n\
 bytecode True nousersite 1 safepath True\n";
 
 #[test]
+#[cfg_attr(not(moat_has_python), ignore = "python3 not installed")]
 fn python_stdlib_solution_reads_stdin() {
-    if !python_installed() {
-        return;
-    }
     let work = workdir();
     for caller in callers() {
         let run = run_py(caller, work.path(), false, &["solution.py"], INPUT);
@@ -81,10 +64,8 @@ fn python_stdlib_solution_reads_stdin() {
 }
 
 #[test]
+#[cfg_attr(not(moat_has_python), ignore = "python3 not installed")]
 fn python_script_dir_does_not_shadow_the_stdlib_and_no_bytecode_is_written() {
-    if !python_installed() {
-        return;
-    }
     let work = workdir();
     // A json.py next to the solution would replace the stdlib's without safe_path.
     std::fs::write(
@@ -113,6 +94,7 @@ fn python_script_dir_does_not_shadow_the_stdlib_and_no_bytecode_is_written() {
 }
 
 #[test]
+#[cfg_attr(not(moat_has_python), ignore = "python3 not installed")]
 fn python_exception_is_nonzero_exit_1() {
     for run in assert_solution_runs(&["fail"], "nonzero_exit", 1, "") {
         assert!(run.stderr.contains("ValueError: wrong answer"), "{run:#?}");
@@ -120,20 +102,20 @@ fn python_exception_is_nonzero_exit_1() {
 }
 
 #[test]
+#[cfg_attr(not(moat_has_python), ignore = "python3 not installed")]
 fn python_deep_recursion_works() {
     assert_solution_runs(&["deep", "200000"], "ok", 0, "depth 200000\n");
 }
 
 #[test]
+#[cfg_attr(not(moat_has_python), ignore = "python3 not installed")]
 fn python_socket_fails_with_eacces() {
     assert_solution_runs(&["socket"], "ok", 0, "socket: PermissionError 13\n");
 }
 
 #[test]
+#[cfg_attr(not(moat_has_python), ignore = "python3 not installed")]
 fn python_subprocess_system_and_fork_are_violations() {
-    if !python_installed() {
-        return;
-    }
     let work = workdir();
     for caller in callers() {
         // subprocess first makes its error-reporting pipe; os.system and os.fork clone.
@@ -149,10 +131,8 @@ fn python_subprocess_system_and_fork_are_violations() {
 }
 
 #[test]
+#[cfg_attr(not(moat_has_python), ignore = "python3 not installed")]
 fn python_writes_only_inside_a_writable_workdir() {
-    if !python_installed() {
-        return;
-    }
     assert_writes_only_inside_a_writable_workdir(
         workdir,
         |caller, work, rw, path| run_py(caller, work, rw, &["solution.py", "write", path], b""),

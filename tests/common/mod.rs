@@ -435,37 +435,15 @@ pub fn all_exist(paths: &[&str]) -> bool {
     paths.iter().all(|p| Path::new(p).exists())
 }
 
-/// Whether any of `paths` exists.
-pub fn any_exists(paths: &[&str]) -> bool {
-    paths.iter().any(|p| Path::new(p).exists())
-}
-
 /// Whether a runtime or tool a test needs is `found`; prints the skip line
-/// `SKIPPED: WHAT not installed` when it is not.
+/// `SKIPPED: WHAT not installed` when it is not. A test that returns early on it counts
+/// as passed: a language runtime is a `cfg(moat_has_X)` from build.rs instead, which
+/// marks the test ignored when the runtime is missing.
 pub fn installed(found: bool, what: &str) -> bool {
     if !found {
         eprintln!("SKIPPED: {what} not installed");
     }
     found
-}
-
-/// `found` as it is; prints the skip line `SKIPPED: WHAT not installed` when it is None.
-pub fn installed_some<T>(found: Option<T>, what: &str) -> Option<T> {
-    if found.is_none() {
-        installed(false, what);
-    }
-    found
-}
-
-/// Runs `check` as every caller of `callers()` when `found` (see `installed`); does
-/// nothing otherwise.
-pub fn as_callers_if(found: bool, mut check: impl FnMut(Caller)) {
-    if !found {
-        return;
-    }
-    for caller in callers() {
-        check(caller);
-    }
 }
 
 /// `moat run --profile PROFILE --bind(-rw) WORK --cwd WORK OPTS -- COMMAND` as `caller`
