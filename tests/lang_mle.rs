@@ -2,7 +2,8 @@
 //! every time (10 runs each, as root with a cgroup and rootless without): a Java
 //! program filling its heap or asking for one array beyond it (the JVM exits 3 under
 //! the profile's -XX:+ExitOnOutOfMemoryError), a Python program growing past the limit
-//! (ended by the cgroup or the monitor) or asking for more than the kernel grants
+//! (ended by the cgroup or the monitor; at 3 MiB too, below what the interpreter needs)
+//! or asking for more than the kernel grants
 //! (MemoryError: the profile's sitecustomize exits 3). A MemoryError the program
 //! catches stays its own business, and other exit codes stay `nonzero_exit`.
 
@@ -50,6 +51,32 @@ fn python_out_of_memory_is_memory_limit_every_time() {
                     ],
                 );
                 assert_mle(&run, "start\n", "MemoryError");
+            }
+            // Below what the interpreter itself needs (3 MiB): ended before or after
+            // it printed, but ended by the limit, every time.
+            for _ in 0..REPEAT {
+                let run = moat_run(
+                    caller,
+                    &[
+                        "--profile",
+                        "python",
+                        "--bind",
+                        d,
+                        "--cwd",
+                        d,
+                        "--memory",
+                        "3MiB",
+                        "--",
+                        "python3",
+                        "hog.py",
+                        mode,
+                    ],
+                );
+                assert_eq!(
+                    (run.status(), run.code),
+                    ("memory_limit", 137),
+                    "{caller:?} {mode}: {run:#?}"
+                );
             }
         }
         // A MemoryError the program catches is its own business; an exit code
