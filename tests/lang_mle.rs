@@ -30,48 +30,31 @@ fn python_out_of_memory_is_memory_limit_every_time() {
     let dir = scratch();
     std::fs::copy(&script, dir.path().join("hog.py")).unwrap();
     let d = path_str(dir.path());
+    let hog = |caller: Caller, memory: &str, mode: &str| {
+        let args = [
+            "--profile",
+            "python",
+            "--bind",
+            d,
+            "--cwd",
+            d,
+            "--memory",
+            memory,
+        ];
+        moat_run(
+            caller,
+            &[&args[..], &["--", "python3", "hog.py", mode]].concat(),
+        )
+    };
     for caller in callers() {
         for mode in ["grow", "huge"] {
             for _ in 0..REPEAT {
-                let run = moat_run(
-                    caller,
-                    &[
-                        "--profile",
-                        "python",
-                        "--bind",
-                        d,
-                        "--cwd",
-                        d,
-                        "--memory",
-                        "64MiB",
-                        "--",
-                        "python3",
-                        "hog.py",
-                        mode,
-                    ],
-                );
-                assert_mle(&run, "start\n", "MemoryError");
+                assert_mle(&hog(caller, "64MiB", mode), "start\n", "MemoryError");
             }
             // Below what the interpreter itself needs (3 MiB): ended before or after
             // it printed, but ended by the limit, every time.
             for _ in 0..REPEAT {
-                let run = moat_run(
-                    caller,
-                    &[
-                        "--profile",
-                        "python",
-                        "--bind",
-                        d,
-                        "--cwd",
-                        d,
-                        "--memory",
-                        "3MiB",
-                        "--",
-                        "python3",
-                        "hog.py",
-                        mode,
-                    ],
-                );
+                let run = hog(caller, "3MiB", mode);
                 assert_eq!(
                     (run.status(), run.code),
                     ("memory_limit", 137),
@@ -81,23 +64,7 @@ fn python_out_of_memory_is_memory_limit_every_time() {
         }
         // A MemoryError the program catches is its own business; an exit code
         // other than the profile's is the program's.
-        let run = moat_run(
-            caller,
-            &[
-                "--profile",
-                "python",
-                "--bind",
-                d,
-                "--cwd",
-                d,
-                "--memory",
-                "64MiB",
-                "--",
-                "python3",
-                "hog.py",
-                "caught",
-            ],
-        );
+        let run = hog(caller, "64MiB", "caught");
         assert_run(&run, "ok", 0, "start\ncaught\n");
         let run = moat_run(
             caller,

@@ -107,6 +107,16 @@ mod tests {
         code << 8
     }
 
+    fn socket() -> Violation {
+        Violation {
+            syscall: "socket".into(),
+            nr: 41,
+            args: [0; 6],
+            arch: "x86_64".into(),
+            pid: 1,
+        }
+    }
+
     #[test]
     fn the_runtimes_out_of_memory_exit_is_memory_limit_and_nothing_more() {
         let mut o = Observed {
@@ -122,13 +132,7 @@ mod tests {
         o.exceeded.cpu_time = true;
         assert_eq!(verdict(&o).0, Status::CpuTimeLimit);
         o.exceeded.cpu_time = false;
-        o.violation = Some(Violation {
-            syscall: "socket".into(),
-            nr: 41,
-            args: [0; 6],
-            arch: "x86_64".into(),
-            pid: 1,
-        });
+        o.violation = Some(socket());
         assert_eq!(verdict(&o).0, Status::Violation);
         // Without the profile's word, 3 is an exit code like any other.
         o.violation = None;
@@ -156,13 +160,7 @@ mod tests {
         assert_eq!(verdict(&o).0, Status::CpuTimeLimit);
         o.exceeded.memory = true;
         assert_eq!(verdict(&o).0, Status::MemoryLimit);
-        o.violation = Some(Violation {
-            syscall: "socket".into(),
-            nr: 41,
-            args: [0; 6],
-            arch: "x86_64".into(),
-            pid: 1,
-        });
+        o.violation = Some(socket());
         assert_eq!(verdict(&o).0, Status::Violation);
         o.setup_failure = Some(SetupFailure {
             stage: None,
