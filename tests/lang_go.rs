@@ -21,8 +21,9 @@ struct Builds {
 
 /// Builds the fixture with `go build`, with GOCACHE and GOPATH in a scratch directory
 /// removed afterwards (nothing of the host's user is touched), and moves the programs
-/// into the fixture directory every caller can read. Go missing fails the test: the
-/// build found it (`moat_has_go`), so the tests that need it are not ignored.
+/// into the fixture directory every caller can read. Go missing fails the test: a
+/// build that finds none marks the tests that need it ignored (`moat_has_go`, build.rs),
+/// so reaching here without it is a failure.
 fn builds() -> &'static Builds {
     static BUILDS: OnceLock<Builds> = OnceLock::new();
     BUILDS.get_or_init(|| {
